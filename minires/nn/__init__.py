@@ -1,0 +1,3 @@
+"""Neural-network building blocks (``import minires.nn as nn``)."""
+
+from . import functional  # noqa: F401

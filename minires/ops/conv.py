@@ -1,0 +1,135 @@
+"""2-D convolution as one matrix multiply: im2col, GEMM, col2im.
+
+im2col copies every KHxKW patch of the (padded) input into one row of a matrix, so
+the convolution becomes ``patches @ w.T``: one large matrix multiply, which BLAS (or
+cuBLAS) runs near peak speed. The patches are read through a strided *view* of the
+input, so building the matrix is a single copy with no Python loop over pixels.
+The backward pass is two more multiplies and col2im, which adds each patch gradient
+back to where the patch came from.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..backend import overridable
+from ..tensor import Function, Tensor, as_tensor
+
+
+def pair(value, name: str, op: str) -> tuple:
+    """An int or a pair of ints -> a pair of ints."""
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int)
+                                                                    for v in value):
+        return tuple(value)
+    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@overridable
+def im2col(xp, x, KH, KW, stride, padding, dilation=(1, 1)):
+    """(N, C, H, W) -> patch matrix (N*OH*OW, C*KH*KW), one row per output pixel."""
+    N, C, H, W = x.shape
+    (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
+    OH, OW = output_size(H, KH, SH, PH, DH), output_size(W, KW, SW, PW, DW)
+    if PH or PW:
+        x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+    sN, sC, sH, sW = x.strides
+    # a view, no copy: patches[n, oh, ow, c, i, j] = x[n, c, oh*SH + i*DH, ow*SW + j*DW]
+    patches = backend.as_strided(
+        xp, x, (N, OH, OW, C, KH, KW), (sN, sH * SH, sW * SW, sC, sH * DH, sW * DW)
+    )
+    return patches.reshape(N * OH * OW, C * KH * KW)  # the one copy
+
+
+@overridable
+def col2im(xp, col, x_shape, KH, KW, stride, padding, dilation=(1, 1)):
+    """Patch-matrix gradient (N*OH*OW, C*KH*KW) -> input gradient (N, C, H, W).
+
+    Overlapping patches add up. The loop runs over the KH*KW kernel offsets only; each
+    step adds one strided slab covering every image, channel and output pixel.
+    """
+    N, C, H, W = x_shape
+    (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
+    OH, OW = output_size(H, KH, SH, PH, DH), output_size(W, KW, SW, PW, DW)
+    cols = col.reshape(N, OH, OW, C, KH, KW)  # (N, OH, OW, C, KH, KW)
+    gx = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=col.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            rows = slice(i * DH, i * DH + SH * OH, SH)
+            columns = slice(j * DW, j * DW + SW * OW, SW)
+            gx[:, :, rows, columns] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)  # (N,C,OH,OW)
+    return gx[:, :, PH:PH + H, PW:PW + W]
+
+
+class Conv2d(Function):
+    @staticmethod
+    def forward(ctx, x, w, *bias, stride, padding, dilation):
+        N, C, H, W = x.shape
+        F, _, KH, KW = w.shape
+        OH = output_size(H, KH, stride[0], padding[0], dilation[0])
+        OW = output_size(W, KW, stride[1], padding[1], dilation[1])
+        col = im2col(ctx.xp, x, KH, KW, stride, padding, dilation)  # (N*OH*OW, C*KH*KW)
+        w2 = w.reshape(F, C * KH * KW)  # (F, C*KH*KW)
+        y = col @ w2.T  # (N*OH*OW, F)
+        if bias:
+            y += bias[0]
+        ctx.save_for_backward(col, w)
+        ctx.x_shape, ctx.geometry = x.shape, (stride, padding, dilation)
+        return y.reshape(N, OH, OW, F).transpose(0, 3, 1, 2)  # (N, F, OH, OW)
+
+    @staticmethod
+    def backward(ctx, gy):
+        # y = col @ w^T + b  =>  gw = gy^T @ col,  gcol = gy @ w,  gb = sum of gy,
+        #                        gx = col2im(gcol)
+        col, w = ctx.saved_tensors
+        F, C, KH, KW = w.shape
+        gy2 = gy.transpose(0, 2, 3, 1).reshape(-1, F)  # (N*OH*OW, F)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gcol = gy2 @ w.reshape(F, -1)  # (N*OH*OW, C*KH*KW)
+            gx = col2im(ctx.xp, gcol, ctx.x_shape, KH, KW, *ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            gw = (gy2.T @ col).reshape(w.shape)  # (F, C, KH, KW)
+        if len(ctx.needs_input_grad) == 3:
+            return gx, gw, gy2.sum(axis=0)
+        return gx, gw
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D convolution (cross-correlation, as in every framework) of (N, C, H, W) input
+    with (F, C, KH, KW) weight, like ``torch.nn.functional.conv2d``."""
+    x, w = as_tensor(input), as_tensor(weight)
+    stride, padding = pair(stride, "stride", "conv2d"), pair(padding, "padding", "conv2d")
+    dilation = pair(dilation, "dilation", "conv2d")
+    if groups != 1:
+        raise ValueError(f"conv2d: only groups=1 is supported, got groups={groups}")
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: expected a 4-D weight (F, C, KH, KW), got shape {w.shape}")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d: input of shape {x.shape} has {x.shape[1]} channels but "
+                         f"weight of shape {w.shape} expects {w.shape[1]}")
+    if min(stride) < 1 or min(padding) < 0 or min(dilation) < 1:
+        raise ValueError(f"conv2d: need stride >= 1, padding >= 0 and dilation >= 1, got "
+                         f"stride={stride}, padding={padding}, dilation={dilation}")
+    if x.dtype != w.dtype:
+        raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {w.dtype} differ")
+    (_, _, H, W), (_, _, KH, KW) = x.shape, w.shape
+    if output_size(H, KH, stride[0], padding[0], dilation[0]) < 1 or \
+            output_size(W, KW, stride[1], padding[1], dilation[1]) < 1:
+        raise ValueError(f"conv2d: kernel ({KH}, {KW}) is larger than the padded input "
+                         f"({H + 2 * padding[0]}, {W + 2 * padding[1]}) for input shape "
+                         f"{x.shape}")
+    inputs = (x, w)
+    if bias is not None:
+        b = as_tensor(bias)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"conv2d: bias of shape {b.shape} does not match the "
+                             f"{w.shape[0]} output channels of weight {w.shape}")
+        inputs += (b,)
+    return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation)

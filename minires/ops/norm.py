@@ -1,0 +1,96 @@
+"""Batch normalisation (Ioffe & Szegedy, 2015) with its full backward pass.
+
+In training mode each channel is normalised with the mean and variance of the current
+batch, so every output depends on every input of its channel: the backward pass has
+two extra terms (through the mean and through the variance) that a naive derivation
+misses. A gradient check with a random upstream gradient catches that; an all-ones
+one does not, because those two terms then cancel exactly.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..backend import overridable
+from ..tensor import Function, Tensor, as_tensor
+
+
+@overridable
+def batch_norm_backward(xp, gy, xhat, scale, axes, training):
+    """-> (gx, gw, gb). ``scale`` is w / sqrt(var + eps), broadcastable like ``xhat``."""
+    gb = gy.sum(axis=axes, keepdims=True)
+    gw = (gy * xhat).sum(axis=axes, keepdims=True)
+    if training:
+        M = gy.size // gb.size  # values per channel
+        gx = scale * (gy - gb / M - xhat * (gw / M))
+    else:  # running statistics are constants
+        gx = scale * gy
+    return gx, gw, gb
+
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, x, w, b, *, running_mean, running_var, training, momentum, eps):
+        xp = ctx.xp
+        axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channel axis 1
+        shape = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, 1) for images
+        if training:
+            mean = x.mean(axis=axes, keepdims=True)
+            xc = x - mean
+            var = (xc * xc).mean(axis=axes, keepdims=True)
+            if running_mean is not None:  # updated in place, like PyTorch's buffers
+                M = x.size // x.shape[1]
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean.reshape(-1)
+                running_var *= 1 - momentum
+                running_var += (momentum * M / (M - 1)) * var.reshape(-1)  # unbiased
+        else:
+            xc = x - running_mean.reshape(shape)
+            var = running_var.reshape(shape)
+        inv_std = 1 / xp.sqrt(var + eps)
+        xhat = xc * inv_std
+        w, b = w.reshape(shape), b.reshape(shape)  # (1, C, 1, 1)
+        ctx.save_for_backward(xhat, w * inv_std)
+        ctx.axes, ctx.training, ctx.param_shape = axes, training, (x.shape[1],)
+        return xhat * w + b
+
+    @staticmethod
+    def backward(ctx, gy):
+        # xhat = (x - mean) / sqrt(var + eps),  y = w * xhat + b, over M values per channel
+        #   gb = sum gy,  gw = sum gy * xhat
+        #   training: gx = w / sqrt(var + eps) * (gy - gb / M - xhat * gw / M)
+        #   eval:     gx = w / sqrt(var + eps) * gy
+        xhat, scale = ctx.saved_tensors
+        gx, gw, gb = batch_norm_backward(ctx.xp, gy, xhat, scale, ctx.axes, ctx.training)
+        return gx, gw.reshape(ctx.param_shape), gb.reshape(ctx.param_shape)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5) -> Tensor:
+    """Normalise each channel of an (N, C) or (N, C, ...) input, like
+    ``torch.nn.functional.batch_norm``. In training mode ``running_mean`` and
+    ``running_var`` (tensors, or None) are updated in place."""
+    x = as_tensor(input)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input of shape (N, C) or (N, C, ...), got "
+                         f"shape {x.shape}")
+    C = x.shape[1]
+    xp = backend.array_module(x.data)
+    w = as_tensor(weight) if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
+    b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
+    stats = []
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", w), ("bias", b)):
+        if t is not None and tuple(t.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)} but the input of "
+                             f"shape {x.shape} has {C} channels")
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"batch_norm: {name} has dtype {t.dtype} but the input has {x.dtype}")
+        stats.append(t.data if isinstance(t, Tensor) else t)
+    if training and x.numel() // C <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input of shape {x.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var are needed when "
+                         "training=False")
+    return BatchNorm.apply(x, w, b, running_mean=stats[0], running_var=stats[1],
+                           training=training, momentum=momentum, eps=eps)

@@ -1,0 +1,100 @@
+"""Reductions: sum and max with a backward; mean and var built from them."""
+
+from __future__ import annotations
+
+from .. import backend
+from ..tensor import Function, MaxResult, Tensor, as_tensor
+from .basic import mul, sub
+
+
+def _axes(dim, ndim: int, op: str):
+    """``dim`` (None, int or tuple) -> a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    n = ndim or 1  # a 0-d tensor accepts dim 0 and -1, as in PyTorch
+    for d in dims:
+        if not -n <= d < n:
+            raise IndexError(f"{op}: dimension {d} is out of range for a tensor with {ndim} dims")
+    return tuple(sorted(d % n for d in dims)) if ndim else ()
+
+
+def _keep(g, axes, keepdim: bool, xp):
+    """Re-insert reduced axes so ``g`` broadcasts against the input."""
+    return g if keepdim else xp.expand_dims(g, axes)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, *, axes, keepdim):
+        ctx.in_shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, gy):
+        # y = sum_i x_i  =>  gx_i = gy (copied to every summed position)
+        g = _keep(gy, ctx.axes, ctx.keepdim, ctx.xp)
+        return ctx.xp.broadcast_to(g, ctx.in_shape).copy()
+
+
+class Max(Function):
+    @staticmethod
+    def forward(ctx, x, *, axes, keepdim):
+        y = x.max(axis=axes, keepdims=True)
+        ctx.save_for_backward(x, y)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return y if keepdim else y.squeeze(axis=axes)
+
+    @staticmethod
+    def backward(ctx, gy):
+        # y = max_i x_i  =>  gx_i = gy where x_i is the max (shared equally among ties)
+        x, y = ctx.saved_tensors
+        xp = ctx.xp
+        winners = (x == y).astype(x.dtype)
+        winners /= winners.sum(axis=ctx.axes, keepdims=True)
+        return winners * _keep(gy, ctx.axes, ctx.keepdim, xp)
+
+
+def sum(x, dim=None, keepdim: bool = False) -> Tensor:
+    x = as_tensor(x)
+    return Sum.apply(x, axes=_axes(dim, x.ndim, "sum"), keepdim=keepdim)
+
+
+def mean(x, dim=None, keepdim: bool = False) -> Tensor:
+    x = as_tensor(x)
+    axes = _axes(dim, x.ndim, "mean")
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    return mul(sum(x, axes, keepdim), 1.0 / count)
+
+
+def var(x, dim=None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
+    x = as_tensor(x)
+    axes = _axes(dim, x.ndim, "var")
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    centered = sub(x, mean(x, axes, keepdim=True))
+    return mul(sum(centered * centered, axes, keepdim), 1.0 / (count - int(unbiased)))
+
+
+def max(x, dim=None, keepdim: bool = False):
+    """``max(x)`` -> a scalar tensor; ``max(x, dim)`` -> ``(values, indices)`` as in PyTorch."""
+    x = as_tensor(x)
+    if x.numel() == 0:
+        raise ValueError(f"max: expected a non-empty tensor, got shape {x.shape}")
+    axes = _axes(dim, x.ndim, "max")
+    values = Max.apply(x, axes=axes, keepdim=keepdim if dim is not None else False)
+    if dim is None:
+        return values
+    return MaxResult(values, Tensor(argmax_array(x.data, dim, keepdim)))
+
+
+def argmax_array(x, dim=None, keepdim: bool = False):
+    xp = backend.array_module(x)
+    if dim is None:
+        return xp.argmax(x)
+    axis = _axes(dim, x.ndim, "argmax")[0]
+    indices = xp.argmax(x, axis=axis)
+    return xp.expand_dims(indices, axis) if keepdim else indices
