@@ -1,0 +1,172 @@
+"""The autograd engine: graphs, accumulation, modes and the Tensor surface."""
+
+import numpy as np
+import pytest
+
+import minires as mr
+
+
+def test_diamond_gets_both_paths():
+    x = mr.tensor(3.0, requires_grad=True)
+    a = x * 2  # two consumers of a: gradient must add up
+    y = a * a + a
+    y.backward()
+    assert y.item() == 42.0
+    assert x.grad.item() == pytest.approx(2 * (2 * 6 + 1))
+
+
+def test_deep_chain_of_10000_ops_does_not_overflow_the_stack():
+    x = mr.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.backward()
+    assert x.grad.item() == pytest.approx(1.0001 ** 10_000, rel=1e-3)
+
+
+def test_leaf_gradients_accumulate_across_backward_calls():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2 + 3, 4 + 3])
+
+
+def test_only_leaves_keep_grad_unless_retained():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    k = x * 3
+    k.retain_grad()
+    (h * k).sum().backward()
+    assert h.grad is None
+    np.testing.assert_allclose(k.grad.numpy(), [2.0, 4.0])
+
+
+def test_no_grad_records_nothing():
+    x = mr.tensor([1.0], requires_grad=True)
+    with mr.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+    assert mr.is_grad_enabled()
+
+
+def test_second_backward_through_freed_graph_raises_clearly():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+
+
+def test_backward_of_non_scalar_needs_a_gradient():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="scalar outputs.*shape \\(2,\\)"):
+        (x * 2).backward()
+    (x * 2).backward(mr.tensor([1.0, 0.5]))
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 1.0])
+
+
+def test_backward_gradient_shape_is_checked():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="shape"):
+        (x * 2).backward(mr.tensor([1.0, 2.0, 3.0]))
+
+
+def test_backward_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        mr.tensor([1.0]).sum().backward()
+
+
+def test_tensor_hooks_see_and_replace_gradients():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    y = x * 3
+    handle = y.register_hook(lambda g: seen.append(g.numpy().copy()))
+    x.register_hook(lambda g: g * 10)
+    y.sum().backward()
+    np.testing.assert_allclose(seen[0], [1.0, 1.0])
+    np.testing.assert_allclose(x.grad.numpy(), [30.0, 30.0])
+    handle.remove()
+    assert y.grad_fn.hooks == []
+
+
+def test_detach_cuts_the_graph_and_shares_data():
+    x = mr.tensor([1.0, 2.0], requires_grad=True)
+    d = (x * 2).detach()
+    assert not d.requires_grad and d.grad_fn is None
+
+
+def test_float32_stays_float32_with_python_scalars():
+    x = mr.randn(3)
+    for y in (x * 2, 2 * x, x + 1, x / 3, x - 0.5, x ** 2, 1 / (x + 5)):
+        assert y.dtype == np.float32
+
+
+def test_ints_follow_numpy_and_cannot_require_grad():
+    assert mr.tensor([1, 2]).dtype == np.int64
+    assert mr.tensor([1.5]).dtype == np.float32
+    with pytest.raises(RuntimeError, match="floating point"):
+        mr.tensor([1, 2], requires_grad=True)
+
+
+def test_tensor_surface():
+    x = mr.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    assert x.shape == (2, 3, 4) and x.ndim == 3 and x.device == "cpu"
+    assert x.size(1) == 3 and x.numel() == 24
+    assert x.permute(2, 0, 1).shape == (4, 2, 3)
+    assert x.transpose(0, 2).shape == (4, 3, 2)
+    assert x.sum(dim=1, keepdim=True).shape == (2, 1, 4)
+    assert x.mean().item() == 11.5
+    values, indices = x.max(dim=2)
+    np.testing.assert_array_equal(indices.numpy(), np.full((2, 3), 3))
+    assert x[1, 2, 3].item() == 23.0
+    assert (x @ mr.ones(4, 2, dtype=np.float64)).shape == (2, 3, 2)
+    assert x.to("cpu") is x and x.cpu() is x
+    assert x.float().dtype == np.float32
+    assert (x == 23.0).numpy().sum() == 1
+    assert "grad_fn=<MulBackward>" in repr(mr.tensor([1.0], requires_grad=True) * 2)
+
+
+def test_numpy_of_a_tensor_requiring_grad_points_to_detach():
+    with pytest.raises(RuntimeError, match="detach"):
+        mr.tensor([1.0], requires_grad=True).numpy()
+
+
+def test_manual_seed_makes_randn_reproducible():
+    mr.manual_seed(3)
+    a = mr.randn(5).numpy()
+    mr.manual_seed(3)
+    np.testing.assert_array_equal(a, mr.randn(5).numpy())
+    assert not np.array_equal(a, mr.randn(5).numpy())
+
+
+def test_cuda_request_without_gpu_says_what_to_install():
+    if mr.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="minires\\[cuda"):
+        mr.zeros(2).to("cuda")
+
+
+def test_use_kernels_switches_dispatch_to_reference():
+    from minires import backend
+
+    calls = []
+
+    @backend.overridable
+    def helper(xp, v):
+        return v + 1
+
+    backend.register_kernel("helper", lambda xp, v: calls.append(v) or v + 1)
+    assert helper(np, 1) == 2 and calls == []  # numpy arrays always use the reference
+    assert helper.reference(np, 1) == 2
+    backend.use_kernels(False)
+    assert not backend.kernels_enabled()
+    backend.use_kernels(True)
+    backend._kernels.pop("helper")

@@ -1,0 +1,60 @@
+"""Bad input gets an error that names the op and the shapes, not a NumPy traceback."""
+
+import numpy as np
+import pytest
+
+import minires as mr
+import minires.nn.functional as F
+
+x4 = mr.randn(2, 3, 8, 8)
+w4 = mr.randn(4, 3, 3, 3)
+
+CASES = [
+    ("conv2d wrong channels", lambda: F.conv2d(x4, mr.randn(4, 5, 3, 3)),
+     r"conv2d: .*\(2, 3, 8, 8\) has 3 channels.*\(4, 5, 3, 3\)"),
+    ("conv2d 3-d input", lambda: F.conv2d(mr.randn(3, 8, 8), w4), r"conv2d: .*4-D.*\(3, 8, 8\)"),
+    ("conv2d kernel too big", lambda: F.conv2d(mr.randn(1, 3, 2, 2), w4), r"conv2d: kernel"),
+    ("conv2d dtype", lambda: F.conv2d(x4.double(), w4), r"conv2d: .*float64.*float32"),
+    ("conv2d bias shape", lambda: F.conv2d(x4, w4, mr.randn(3)), r"conv2d: bias of shape \(3,\)"),
+    ("conv2d stride 0", lambda: F.conv2d(x4, w4, stride=0), r"conv2d: need stride >= 1"),
+    ("conv2d bad stride type", lambda: F.conv2d(x4, w4, stride=1.5), r"conv2d: stride"),
+    ("max_pool2d 3-d", lambda: F.max_pool2d(mr.randn(3, 8, 8), 2), r"max_pool2d: .*\(3, 8, 8\)"),
+    ("max_pool2d big padding", lambda: F.max_pool2d(x4, 2, padding=2), r"max_pool2d: padding"),
+    ("avg_pool2d too big", lambda: F.avg_pool2d(mr.randn(1, 1, 2, 2), 3), r"avg_pool2d: kernel"),
+    ("batch_norm channels", lambda: F.batch_norm(x4, mr.zeros(4), mr.ones(4), training=True),
+     r"batch_norm: running_mean has shape \(4,\) .*\(2, 3, 8, 8\) has 3 channels"),
+    ("batch_norm one value", lambda: F.batch_norm(mr.randn(1, 3), None, None, training=True),
+     r"batch_norm: expected more than 1 value per channel.*\(1, 3\)"),
+    ("batch_norm eval no stats", lambda: F.batch_norm(x4, None, None), r"batch_norm: running"),
+    ("cross_entropy range", lambda: F.cross_entropy(mr.randn(3, 4), np.array([0, 4, 1])),
+     r"cross_entropy: target values must be in \[0, 3\]"),
+    ("cross_entropy negative", lambda: F.cross_entropy(mr.randn(3, 4), np.array([0, -1, 1])),
+     r"cross_entropy: target values"),
+    ("cross_entropy float target", lambda: F.cross_entropy(mr.randn(3, 4), mr.randn(3)),
+     r"cross_entropy: expected integer class indices.*float32"),
+    ("cross_entropy shape", lambda: F.cross_entropy(mr.randn(3, 4), np.array([0, 1])),
+     r"cross_entropy: target of shape \(2,\) does not match logits of shape \(3, 4\)"),
+    ("cross_entropy reduction", lambda: F.cross_entropy(mr.randn(3, 4), np.array([0, 1, 2]),
+                                                        reduction="avg"), r"reduction"),
+    ("linear features", lambda: F.linear(mr.randn(2, 5), mr.randn(3, 4)),
+     r"linear: input of shape \(2, 5\) has 5 features.*\(3, 4\) expects 4"),
+    ("matmul shapes", lambda: mr.randn(2, 3) @ mr.randn(4, 5),
+     r"matmul: shapes \(2, 3\) and \(4, 5\)"),
+    ("add broadcast", lambda: mr.randn(2, 3) + mr.randn(4), r"add: shapes \(2, 3\) and \(4,\)"),
+    ("reshape", lambda: mr.randn(2, 3).reshape(4, 2), r"reshape: shape \(4, 2\) is invalid.*6"),
+    ("permute", lambda: mr.randn(2, 3).permute(0, 0), r"permute: dims"),
+    ("sum dim", lambda: mr.randn(2, 3).sum(dim=2), r"sum: dimension 2 is out of range"),
+    ("getitem", lambda: mr.randn(2, 3)[5], r"getitem: index 5 is invalid.*\(2, 3\)"),
+    ("cat", lambda: mr.cat([mr.randn(2, 3), mr.randn(3, 2)], dim=0), r"cat: sizes"),
+    ("pad", lambda: F.pad(mr.randn(2, 3), (1, 1, 1)), r"pad: padding"),
+    ("dropout p", lambda: F.dropout(x4, p=1.5), r"dropout: probability"),
+    ("softmax dim", lambda: F.softmax(mr.randn(2, 3), dim=3), r"softmax: dimension 3"),
+    ("item", lambda: mr.randn(2).item(), r"item\(\): only one-element tensors.*\(2,\)"),
+    ("device", lambda: mr.randn(2).to("tpu"), r"unknown device 'tpu'"),
+]
+
+
+@pytest.mark.parametrize("name, call, pattern", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_error_names_op_and_shapes(name, call, pattern):
+    with pytest.raises((ValueError, TypeError, IndexError, RuntimeError), match=pattern):
+        call()
