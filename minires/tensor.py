@@ -68,13 +68,16 @@ class Context:
 
     @property
     def saved_tensors(self) -> tuple:
+        self.check_not_freed()
+        return self._saved
+
+    def check_not_freed(self) -> None:
         if self._freed:
             raise RuntimeError(
                 f"{self.function.__name__}.backward: trying to backward through the graph a "
                 "second time; its saved arrays were freed after the first backward. "
                 "Pass retain_graph=True to the first backward() to keep them."
             )
-        return self._saved
 
     def release(self) -> None:
         """Free saved arrays and the edges once backward is done (unless retain_graph)."""
@@ -182,8 +185,7 @@ def run_backward(root: Tensor, gradient, retain_graph: bool) -> None:
             result = hook(Tensor(gy))
             if result is not None:
                 gy = as_tensor(result).data
-        if node._freed:
-            node.saved_tensors  # raises the clear "second backward" error
+        node.check_not_freed()
         gxs = node.function.backward(node, gy)
         if not isinstance(gxs, tuple):
             gxs = (gxs,)

@@ -46,8 +46,8 @@ def test_pooling(k, s, p, device):
 
 def test_adaptive_avg_pool2d(device):
     for size in (1, (2, 3)):
-        run_both(lambda x: F.adaptive_avg_pool2d(x, size),
-                 lambda x: TF.adaptive_avg_pool2d(x, size), [rand(2, 3, 4, 6)], device)
+        run_both(lambda x, size=size: F.adaptive_avg_pool2d(x, size),
+                 lambda x, size=size: TF.adaptive_avg_pool2d(x, size), [rand(2, 3, 4, 6)], device)
 
 
 @pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5), (4, 3, 5, 5)])
