@@ -107,20 +107,18 @@ class ConvCol2imOverwrites(Function):
     def backward(ctx, gy):
         col, w = ctx.saved_tensors
         F, C, KH, KW = w.shape
-        (stride, padding, dilation) = ctx.geometry
+        (SH, SW), (PH, PW), _ = ctx.geometry
         N, _, H, W = ctx.x_shape
-        OH, OW = output_size(H, KH, stride[0], padding[0]), output_size(W, KW, stride[1],
-                                                                         padding[1])
-        gy2 = gy.transpose(0, 2, 3, 1).reshape(-1, F)
-        cols = (gy2 @ w.reshape(F, -1)).reshape(N, OH, OW, C, KH, KW)
-        gx = np.zeros((N, C, H + 2 * padding[0], W + 2 * padding[1]))
+        OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+        gy2 = gy.transpose(1, 0, 2, 3).reshape(F, -1)
+        cols = (w.reshape(F, -1).T @ gy2).reshape(C, KH, KW, N, OH, OW)
+        gx = np.zeros((C, N, H + 2 * PH, W + 2 * PW))
         for i in range(KH):
             for j in range(KW):
                 # "=" instead of "+=": overlapping patches overwrite each other
-                gx[:, :, i:i + stride[0] * OH:stride[0], j:j + stride[1] * OW:stride[1]] = \
-                    cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-        gx = gx[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W]
-        return gx, (gy2.T @ col).reshape(w.shape)
+                gx[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] = cols[:, i, j]
+        gx = gx[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
+        return gx, (gy2 @ col.T).reshape(w.shape)
 
 
 class MaxPoolRoutesToFirst(Function):

@@ -31,23 +31,27 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 @overridable
 def im2col(xp, x, KH, KW, stride, padding, dilation=(1, 1)):
-    """(N, C, H, W) -> patch matrix (N*OH*OW, C*KH*KW), one row per output pixel."""
+    """(N, C, H, W) -> patch matrix (C*KH*KW, N*OH*OW), one column per output pixel.
+
+    Rows are ordered (c, i, j) to match ``w.reshape(F, C*KH*KW)``; columns (n, oh, ow)
+    so the innermost copy runs along a row of the image, which keeps the copy fast.
+    """
     N, C, H, W = x.shape
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     OH, OW = output_size(H, KH, SH, PH, DH), output_size(W, KW, SW, PW, DW)
     if PH or PW:
         x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
     sN, sC, sH, sW = x.strides
-    # a view, no copy: patches[n, oh, ow, c, i, j] = x[n, c, oh*SH + i*DH, ow*SW + j*DW]
+    # a view, no copy: patches[c, i, j, n, oh, ow] = x[n, c, oh*SH + i*DH, ow*SW + j*DW]
     patches = backend.as_strided(
-        xp, x, (N, OH, OW, C, KH, KW), (sN, sH * SH, sW * SW, sC, sH * DH, sW * DW)
+        xp, x, (C, KH, KW, N, OH, OW), (sC, sH * DH, sW * DW, sN, sH * SH, sW * SW)
     )
-    return patches.reshape(N * OH * OW, C * KH * KW)  # the one copy
+    return patches.reshape(C * KH * KW, N * OH * OW)  # the one copy
 
 
 @overridable
 def col2im(xp, col, x_shape, KH, KW, stride, padding, dilation=(1, 1)):
-    """Patch-matrix gradient (N*OH*OW, C*KH*KW) -> input gradient (N, C, H, W).
+    """Patch-matrix gradient (C*KH*KW, N*OH*OW) -> input gradient (N, C, H, W).
 
     Overlapping patches add up. The loop runs over the KH*KW kernel offsets only; each
     step adds one strided slab covering every image, channel and output pixel.
@@ -55,14 +59,15 @@ def col2im(xp, col, x_shape, KH, KW, stride, padding, dilation=(1, 1)):
     N, C, H, W = x_shape
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     OH, OW = output_size(H, KH, SH, PH, DH), output_size(W, KW, SW, PW, DW)
-    cols = col.reshape(N, OH, OW, C, KH, KW)  # (N, OH, OW, C, KH, KW)
-    gx = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=col.dtype)
+    cols = col.reshape(C, KH, KW, N, OH, OW)  # (C, KH, KW, N, OH, OW)
+    # accumulate channel-major like the columns, so each addition reads one contiguous slab
+    gx = xp.zeros((C, N, H + 2 * PH, W + 2 * PW), dtype=col.dtype)
     for i in range(KH):
         for j in range(KW):
             rows = slice(i * DH, i * DH + SH * OH, SH)
             columns = slice(j * DW, j * DW + SW * OW, SW)
-            gx[:, :, rows, columns] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)  # (N,C,OH,OW)
-    return gx[:, :, PH:PH + H, PW:PW + W]
+            gx[:, :, rows, columns] += cols[:, i, j]  # (C, N, OH, OW)
+    return gx[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)  # (N, C, H, W)
 
 
 class Conv2d(Function):
@@ -72,30 +77,29 @@ class Conv2d(Function):
         F, _, KH, KW = w.shape
         OH = output_size(H, KH, stride[0], padding[0], dilation[0])
         OW = output_size(W, KW, stride[1], padding[1], dilation[1])
-        col = im2col(ctx.xp, x, KH, KW, stride, padding, dilation)  # (N*OH*OW, C*KH*KW)
-        w2 = w.reshape(F, C * KH * KW)  # (F, C*KH*KW)
-        y = col @ w2.T  # (N*OH*OW, F)
+        col = im2col(ctx.xp, x, KH, KW, stride, padding, dilation)  # (C*KH*KW, N*OH*OW)
+        y = w.reshape(F, C * KH * KW) @ col  # (F, N*OH*OW)
         if bias:
-            y += bias[0]
+            y += bias[0][:, None]
         ctx.save_for_backward(col, w)
         ctx.x_shape, ctx.geometry = x.shape, (stride, padding, dilation)
-        return y.reshape(N, OH, OW, F).transpose(0, 3, 1, 2)  # (N, F, OH, OW)
+        return y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)  # (N, F, OH, OW)
 
     @staticmethod
     def backward(ctx, gy):
-        # y = col @ w^T + b  =>  gw = gy^T @ col,  gcol = gy @ w,  gb = sum of gy,
-        #                        gx = col2im(gcol)
+        # y = w @ col + b  =>  gw = gy @ col^T,  gcol = w^T @ gy,  gb = sum of gy,
+        #                      gx = col2im(gcol)
         col, w = ctx.saved_tensors
         F, C, KH, KW = w.shape
-        gy2 = gy.transpose(0, 2, 3, 1).reshape(-1, F)  # (N*OH*OW, F)
+        gy2 = gy.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*OH*OW)
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gcol = gy2 @ w.reshape(F, -1)  # (N*OH*OW, C*KH*KW)
+            gcol = w.reshape(F, -1).T @ gy2  # (C*KH*KW, N*OH*OW)
             gx = col2im(ctx.xp, gcol, ctx.x_shape, KH, KW, *ctx.geometry)
         if ctx.needs_input_grad[1]:
-            gw = (gy2.T @ col).reshape(w.shape)  # (F, C, KH, KW)
+            gw = (gy2 @ col.T).reshape(w.shape)  # (F, C, KH, KW)
         if len(ctx.needs_input_grad) == 3:
-            return gx, gw, gy2.sum(axis=0)
+            return gx, gw, gy2.sum(axis=1)
         return gx, gw
 
 
