@@ -18,12 +18,17 @@ from ..tensor import Function, Tensor, as_tensor
 def batch_norm_backward(xp, gy, xhat, scale, axes, training):
     """-> (gx, gw, gb). ``scale`` is w / sqrt(var + eps), broadcastable like ``xhat``."""
     gb = gy.sum(axis=axes, keepdims=True)
-    gw = (gy * xhat).sum(axis=axes, keepdims=True)
+    gx = gy * xhat  # a fresh buffer: reused below so each step writes no new array
+    gw = gx.sum(axis=axes, keepdims=True)
     if training:
+        # gx = scale * (gy - gb / M - xhat * gw / M)
         M = gy.size // gb.size  # values per channel
-        gx = scale * (gy - gb / M - xhat * (gw / M))
+        xp.multiply(xhat, gw / M, out=gx)
+        gx += gb / M
+        xp.subtract(gy, gx, out=gx)
+        gx *= scale
     else:  # running statistics are constants
-        gx = scale * gy
+        xp.multiply(gy, scale, out=gx)
     return gx, gw, gb
 
 
@@ -36,7 +41,7 @@ class BatchNorm(Function):
         if training:
             mean = x.mean(axis=axes, keepdims=True)
             xc = x - mean
-            var = (xc * xc).mean(axis=axes, keepdims=True)
+            var = xp.square(xc).mean(axis=axes, keepdims=True)
             if running_mean is not None:  # updated in place, like PyTorch's buffers
                 M = x.size // x.shape[1]
                 running_mean *= 1 - momentum
@@ -51,7 +56,9 @@ class BatchNorm(Function):
         w, b = w.reshape(shape), b.reshape(shape)  # (1, C, 1, 1)
         ctx.save_for_backward(xhat, w * inv_std)
         ctx.axes, ctx.training, ctx.param_shape = axes, training, (x.shape[1],)
-        return xhat * w + b
+        y = xhat * w
+        y += b
+        return y
 
     @staticmethod
     def backward(ctx, gy):
