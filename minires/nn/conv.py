@@ -1,0 +1,64 @@
+"""``Conv2d``: the module around ``F.conv2d`` (im2col + one matrix multiply)."""
+
+from __future__ import annotations
+
+import math
+
+from ..ops.conv import pair
+from ..tensor import Tensor
+from . import functional as F
+from . import init
+from .linear import _empty
+from .module import Module
+
+
+class Conv2d(Module):
+    """2-D convolution over (N, C, H, W) input, like ``torch.nn.Conv2d``.
+
+    ``weight`` has shape (out_channels, in_channels, KH, KW). Initialised as PyTorch
+    does: kaiming_uniform_(a=sqrt(5)) for the weight, U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    for the bias, with fan_in = in_channels * KH * KW. Only ``groups=1`` and
+    ``padding_mode='zeros'`` are supported (what ResNets need).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
+        super().__init__()
+        if groups != 1:
+            raise ValueError(f"Conv2d: only groups=1 is supported, got groups={groups}")
+        if padding_mode != "zeros":
+            raise ValueError(f"Conv2d: only padding_mode='zeros' is supported, got "
+                             f"{padding_mode!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.padding = pair(padding, "padding", "Conv2d")
+        self.dilation = pair(dilation, "dilation", "Conv2d")
+        self.groups, self.padding_mode = groups, padding_mode
+        self.weight = _empty(out_channels, in_channels, *self.kernel_size)
+        if bias:
+            self.bias = _empty(out_channels)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

@@ -1,0 +1,61 @@
+"""``Identity`` and ``Linear``."""
+
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from ..tensor import Tensor
+from . import functional as F
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+
+def _empty(*shape) -> Parameter:
+    """An uninitialised float32 CPU parameter; ``reset_parameters`` fills it."""
+    xp = backend.array_module()  # numpy: modules are built on the CPU, then moved with to()
+    return Parameter(xp.empty(shape, dtype=xp.float32))
+
+
+class Identity(Module):
+    """Returns its input unchanged; a placeholder that keeps a layer's name in place
+    (e.g. the BatchNorm of a ResNet built with ``batch_norm=False``)."""
+
+    def __init__(self, *args, **kwargs):  # accepts and ignores arguments, as PyTorch's
+        super().__init__()
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input
+
+
+class Linear(Module):
+    """y = x @ weight^T + bias, with weight of shape (out_features, in_features).
+
+    Initialised as PyTorch does: weight ~ kaiming_uniform_(a=sqrt(5)), i.e.
+    U(-1/sqrt(in_features), 1/sqrt(in_features)), and bias from the same range.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = _empty(out_features, in_features)
+        if bias:
+            self.bias = _empty(out_features)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")

@@ -1,0 +1,595 @@
+"""``nn.Module``: the base class of every layer and model.
+
+A Module owns three ordered registries, filled by plain attribute assignment:
+
+* ``_parameters``: learnable ``Parameter`` tensors (``self.weight = Parameter(...)``),
+* ``_buffers``: state that is saved but not learned (BatchNorm's running statistics),
+* ``_modules``: child modules (``self.conv1 = Conv2d(...)``).
+
+They are dicts, never sets, so iteration order is the order of assignment: the
+parameter order an optimizer sees and the key order of ``state_dict()`` are
+deterministic and match PyTorch's, which is what makes a torchvision checkpoint load
+key for key.
+
+Hooks
+-----
+``register_forward_pre_hook``, ``register_forward_hook`` and
+``register_full_backward_hook`` have PyTorch's names and signatures and return a
+handle with ``.remove()``.
+
+The backward hook needs the gradients with respect to the module's inputs and
+outputs at one moment. minires gets them without any support from the engine: when a
+module has backward hooks, ``__call__`` passes every tensor input through an identity
+node (a reshape to the same shape, which has its own graph node and costs no copy) and
+does the same with every tensor output. ``Tensor.register_hook`` on the output
+identities records ``grad_output``; a hook on the input identities sees
+``grad_input``, calls the user's hooks, and can replace the gradient before it flows
+on to the layers below. If no input needs a gradient (the image fed to the first
+layer), the user's hooks are called as soon as ``grad_output`` is known, with
+``grad_input = (None, ...)``, as in PyTorch.
+
+Limits, because the engine's nodes have exactly one output: when a module has several
+tensor inputs, the hook runs when the last of their gradients arrives; by then the
+others have already flowed on, so a hook may replace only that last one (a replacement
+of any other raises an error). An input (or output) whose gradient never arrives,
+because the module ignores it, means the hook is not called for that backward.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+import numpy
+
+from .. import backend
+from ..ops import reshape
+from ..tensor import Tensor, is_grad_enabled
+from .parameter import Parameter
+
+
+class RemovableHandle:
+    """Returned by every ``register_*_hook``; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()
+
+
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns (a namedtuple, as in PyTorch)."""
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+def _addindent(text: str, spaces: int) -> str:
+    """Indent every line but the first (how PyTorch nests child reprs)."""
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
+
+
+def _identity(t: Tensor) -> Tensor:
+    """A new graph node with the same values: a hook on it sees exactly t's gradient."""
+    return reshape(t, *t.shape)
+
+
+class Module:
+    """Base class for all layers and models, like ``torch.nn.Module``.
+
+    Subclasses call ``super().__init__()`` first, assign parameters, buffers and child
+    modules as attributes, and define ``forward``. Calling the module runs the hooks
+    around ``forward``.
+    """
+
+    training: bool
+
+    def __init__(self) -> None:
+        # object.__setattr__ skips our __setattr__, which needs these dicts to exist
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers", OrderedDict())  # name -> None
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
+                                  f'"forward" function')
+
+    # ------------------------------------------------------------------ registration
+    def _check_name(self, name, kind: str) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"cannot assign {kind} before Module.__init__() call")
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
+        if name == "" or "." in name:
+            raise KeyError(f'{kind} name can\'t be empty or contain ".", got {name!r}')
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add a parameter (or None, for an optional one such as a missing bias)."""
+        self._check_name(name, "parameter")
+        if hasattr(self, name) and name not in self._parameters:
+            raise KeyError(f"attribute '{name}' already exists")
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter "
+                            f"'{name}' (nn.Parameter or None required)")
+        self._parameters[name] = param
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Add a buffer: state that moves with ``to()`` and (if ``persistent``) is saved in
+        ``state_dict()``, but is not a parameter (no gradient, not in ``parameters()``)."""
+        self._check_name(name, "buffer")
+        if hasattr(self, name) and name not in self._buffers:
+            raise KeyError(f"attribute '{name}' already exists")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer "
+                            f"'{name}' (Tensor or None required)")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers.pop(name, None)
+        else:
+            self._non_persistent_buffers[name] = None
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Add a child module, reachable as an attribute and in ``named_modules()``."""
+        self._check_name(name, "module")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
+        self._modules[name] = module
+
+    register_module = add_module
+
+    def __setattr__(self, name: str, value) -> None:
+        params = self.__dict__.get("_parameters")
+        if isinstance(value, Parameter):
+            if params is None:
+                raise AttributeError("cannot assign parameters before Module.__init__() call")
+            self._forget(name, keep=self._parameters)
+            self.register_parameter(name, value)
+        elif params is not None and name in params:
+            if value is not None:
+                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter "
+                                f"'{name}' (nn.Parameter or None expected)")
+            params[name] = None
+        elif isinstance(value, Module):
+            if params is None:
+                raise AttributeError("cannot assign module before Module.__init__() call")
+            self._forget(name, keep=self._modules)
+            self._modules[name] = value
+        elif params is not None and name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign '{type(value).__name__}' as child module "
+                                f"'{name}' (nn.Module or None expected)")
+            self._modules[name] = None
+        elif params is not None and name in self._buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
+                                f"(Tensor or None expected)")
+            self._buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def _forget(self, name: str, keep: dict) -> None:
+        """Remove ``name`` from every registry but ``keep``, so it lives in exactly one;
+        in ``keep`` a replaced entry keeps its place in the order."""
+        self.__dict__.pop(name, None)
+        for registry in (self._parameters, self._buffers, self._modules,
+                         self._non_persistent_buffers):
+            if registry is not keep:
+                registry.pop(name, None)
+
+    def __getattr__(self, name: str):
+        # only called when normal lookup fails: look in the registries
+        d = self.__dict__
+        for registry in ("_parameters", "_buffers", "_modules"):
+            if registry in d and name in d[registry]:
+                return d[registry][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        for registry in (self._parameters, self._buffers, self._modules):
+            if name in registry:
+                del registry[name]
+                self._non_persistent_buffers.pop(name, None)
+                return
+        object.__delattr__(self, name)
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
+                      | set(self._modules))
+
+    # ------------------------------------------------------------------ traversal
+    def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
+        """Yield ``(name, module)`` for this module and every descendant, depth first."""
+        if memo is None:
+            memo = {}  # id -> None: a module shared by two parents is listed once
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo[id(self)] = None
+        yield prefix, self
+        for name, module in self._modules.items():
+            if module is None:
+                continue
+            sub = f"{prefix}.{name}" if prefix else name
+            yield from module.named_modules(memo, sub, remove_duplicate)
+
+    def modules(self):
+        for _, module in self.named_modules():
+            yield module
+
+    def named_children(self):
+        seen = {}
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in seen:
+                seen[id(module)] = None
+                yield name, module
+
+    def children(self):
+        for _, module in self.named_children():
+            yield module
+
+    def _named_members(self, registry: str, prefix: str, recurse: bool, remove_duplicate=True):
+        seen = {}  # id -> None: a tensor shared by two layers (tied weights) counts once
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        for module_prefix, module in modules:
+            for name, value in getattr(module, registry).items():
+                if value is None or (remove_duplicate and id(value) in seen):
+                    continue
+                seen[id(value)] = None
+                yield (f"{module_prefix}.{name}" if module_prefix else name), value
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True):
+        """Yield ``(name, parameter)`` with dotted names like ``layer1.0.conv1.weight``."""
+        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
+
+    def parameters(self, recurse: bool = True):
+        for _, param in self.named_parameters(recurse=recurse):
+            yield param
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True):
+        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
+
+    def buffers(self, recurse: bool = True):
+        for _, buf in self.named_buffers(recurse=recurse):
+            yield buf
+
+    def get_submodule(self, target: str) -> Module:
+        """The descendant at a dotted path such as ``'layer1.0.conv1'`` ('' is self)."""
+        module = self
+        for part in target.split(".") if target else []:
+            if part not in module._modules or module._modules[part] is None:
+                raise AttributeError(f"{type(module).__name__} has no submodule '{part}' "
+                                     f"(looking for '{target}')")
+            module = module._modules[part]
+        return module
+
+    def get_parameter(self, target: str) -> Parameter:
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        if name not in module._parameters:
+            raise AttributeError(f"{type(module).__name__} has no parameter '{name}'")
+        return module._parameters[name]
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
+        """An ordered dict of every parameter and persistent buffer under its dotted name.
+
+        Values are detached tensors sharing memory with the module (``keep_vars=True``
+        gives the Parameter objects themselves), as in PyTorch.
+        """
+        if destination is None:
+            destination = OrderedDict()
+        for name, param in self._parameters.items():
+            if param is not None:
+                destination[prefix + name] = param if keep_vars else param.detach()
+        for name, buf in self._buffers.items():
+            if buf is not None and name not in self._non_persistent_buffers:
+                destination[prefix + name] = buf if keep_vars else buf.detach()
+        for name, module in self._modules.items():
+            if module is not None:
+                module.state_dict(destination, prefix + name + ".", keep_vars)
+        return destination
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """Copy parameters and buffers from ``state_dict`` into this module, in place.
+
+        Values may be Tensors or numpy/cupy arrays; they are moved to each parameter's
+        device and cast to its dtype. A shape mismatch is always an error; missing and
+        unexpected keys are errors when ``strict``. Nothing is copied unless every check
+        passes. Returns ``(missing_keys, unexpected_keys)``.
+        """
+        own = self.state_dict(keep_vars=True)
+        missing = [key for key in own if key not in state_dict]
+        unexpected = [key for key in state_dict if key not in own]
+        errors = []
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            shape = tuple(value.shape) if hasattr(value, "shape") else numpy.shape(value)
+            if shape != target.shape:
+                errors.append(f"size mismatch for {key}: copying a param with shape {shape} "
+                              f"from checkpoint, the shape in current model is {target.shape}.")
+        if strict:
+            if unexpected:
+                errors.insert(0, "Unexpected key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in unexpected) + ". ")
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in missing) + ". ")
+        if errors:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                               + "\n\t".join(errors))
+        for key, target in own.items():
+            if key in state_dict:
+                value = state_dict[key]
+                array = value.data if isinstance(value, Tensor) else value
+                array = backend.to_device(array, target.device)
+                target.data[...] = array.astype(target.dtype, copy=False)
+        return _IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (BatchNorm uses batch statistics, Dropout drops) recursively."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: BatchNorm uses running statistics, Dropout is the identity."""
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for param in self.parameters():
+            param.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self.parameters():
+            if param.grad is None:
+                continue
+            if set_to_none:
+                param.grad = None
+            else:
+                param.grad.data[...] = 0
+
+    def apply(self, fn) -> Module:
+        """Call ``fn`` on every child (recursively) and then on self; used for custom init."""
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------------ devices, dtypes
+    def _convert(self, convert) -> Module:
+        """Replace the ``.data`` of every parameter, gradient and buffer with
+        ``convert(array)``. The Tensor objects stay the same, so an optimizer that already
+        holds the parameters keeps working after ``model.to('cuda')``."""
+        for module in self.modules():
+            for param in module._parameters.values():
+                if param is None:
+                    continue
+                param.data = convert(param.data)
+                if param.grad is not None:
+                    param.grad.data = convert(param.grad.data)
+            for buf in module._buffers.values():
+                if buf is not None:
+                    buf.data = convert(buf.data)
+        return self
+
+    def to(self, device=None, dtype=None) -> Module:
+        """``to('cuda')``, ``to('cpu')``, ``to(mr.float64)`` or both, in place; returns self.
+
+        A dtype applies to floating-point parameters and buffers only (a BatchNorm's
+        integer ``num_batches_tracked`` stays int64), as in PyTorch.
+        """
+        if device is not None and not isinstance(device, (str, Tensor)):
+            device, dtype = None, device  # to(mr.float64)
+        if isinstance(device, Tensor):
+            device = device.device
+        if device is not None:
+            device = backend.normalize_device(device)
+        if dtype is not None:
+            dtype = numpy.dtype(dtype)
+            if dtype.kind != "f":
+                raise TypeError(f"nn.Module.to only accepts floating point dtypes, got {dtype}")
+
+        def convert(array):
+            if dtype is not None and array.dtype.kind == "f" and array.dtype != dtype:
+                array = array.astype(dtype)
+            if device is not None:
+                array = backend.to_device(array, device)
+            return array
+
+        return self._convert(convert)
+
+    def cuda(self) -> Module:
+        return self.to("cuda")
+
+    def cpu(self) -> Module:
+        return self.to("cpu")
+
+    def double(self) -> Module:
+        return self.to(dtype=numpy.float64)
+
+    def float(self) -> Module:
+        return self.to(dtype=numpy.float32)
+
+    # ------------------------------------------------------------------ hooks
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+        """``hook(module, args)`` runs before ``forward``; a returned value (a tuple, or a
+        single value that is wrapped in one) replaces the positional arguments."""
+        handle = RemovableHandle(self._forward_pre_hooks)
+        self._forward_pre_hooks[handle.id] = hook
+        return handle
+
+    def register_forward_hook(self, hook) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after ``forward``; a returned value
+        replaces the output."""
+        handle = RemovableHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = hook
+        return handle
+
+    def register_full_backward_hook(self, hook) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` runs during backward.
+
+        ``grad_output`` is a tuple of the gradients w.r.t. the module's outputs,
+        ``grad_input`` one entry per positional argument: the gradient w.r.t. it, or None
+        (not a tensor, or needs no gradient). A returned tuple replaces ``grad_input``.
+        See the module docstring for how this is built and its limits.
+        """
+        handle = RemovableHandle(self._backward_hooks)
+        self._backward_hooks[handle.id] = hook
+        return handle
+
+    def __call__(self, *args, **kwargs):
+        for hook in list(self._forward_pre_hooks.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        backward_hook = None
+        if self._backward_hooks and is_grad_enabled():
+            backward_hook = _BackwardHook(self, list(self._backward_hooks.values()))
+            args = backward_hook.wrap_inputs(args)
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        if backward_hook is not None:
+            output = backward_hook.wrap_outputs(output)
+        return output
+
+    # ------------------------------------------------------------------ repr
+    def extra_repr(self) -> str:
+        """The text between the parentheses of this module's repr (its settings)."""
+        return ""
+
+    def _get_name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({name}): {_addindent(repr(module), 2)}"
+                       for name, module in self._modules.items()]
+        lines = extra_lines + child_lines
+        body = ""
+        if lines:
+            if len(extra_lines) == 1 and not child_lines:
+                body = extra_lines[0]
+            else:
+                body = "\n  " + "\n  ".join(lines) + "\n"
+        return f"{self._get_name()}({body})"
+
+
+class _BackwardHook:
+    """The state of one forward call of a module with full backward hooks."""
+
+    def __init__(self, module: Module, hooks: list):
+        self.module, self.hooks = module, hooks
+        self.n_args = 0
+        self.input_positions = []  # which positional args were wrapped
+        self.grad_inputs = {}  # position -> gradient array, filled during backward
+        self.n_outputs = 0
+        self.output_positions = []
+        self.grad_outputs = {}
+
+    def wrap_inputs(self, args: tuple) -> tuple:
+        self.n_args = len(args)
+        wrapped = list(args)
+        for i, arg in enumerate(args):
+            if isinstance(arg, Tensor) and arg.requires_grad:
+                wrapped[i] = _identity(arg)
+                wrapped[i].register_hook(self._input_hook(i))
+                self.input_positions.append(i)
+        return tuple(wrapped)
+
+    def wrap_outputs(self, output):
+        single = isinstance(output, Tensor)
+        outputs = (output,) if single else output
+        if not isinstance(outputs, tuple):  # a dict or other structure: leave untouched
+            return output
+        self.n_outputs = len(outputs)
+        wrapped = list(outputs)
+        for i, out in enumerate(outputs):
+            if isinstance(out, Tensor) and out.requires_grad:
+                wrapped[i] = _identity(out)
+                wrapped[i].register_hook(self._output_hook(i))
+                self.output_positions.append(i)
+        return wrapped[0] if single else tuple(wrapped)
+
+    def _output_hook(self, i: int):
+        def hook(grad: Tensor):
+            self.grad_outputs[i] = grad
+            if not self.input_positions and len(self.grad_outputs) == len(self.output_positions):
+                # no input needs a gradient: nothing more will arrive, call the hooks now
+                self._call_hooks((None,) * self.n_args)
+                self.grad_outputs = {}
+            return None
+
+        return hook
+
+    def _input_hook(self, i: int):
+        def hook(grad: Tensor):
+            self.grad_inputs[i] = grad
+            if len(self.grad_inputs) < len(self.input_positions):
+                return None  # wait for the other inputs' gradients
+            grad_input = tuple(self.grad_inputs.get(k) for k in range(self.n_args))
+            result = self._call_hooks(grad_input)
+            self.grad_inputs, self.grad_outputs = {}, {}
+            if result is None:
+                return None
+            for k in range(self.n_args):
+                if k != i and result[k] is not grad_input[k]:
+                    raise RuntimeError(
+                        f"{type(self.module).__name__}: a full backward hook replaced the "
+                        f"gradient of input {k}, but with several tensor inputs minires can "
+                        f"only replace the last one to arrive (input {i}); see "
+                        "minires/nn/module.py")
+            return result[i]
+
+        return hook
+
+    def _call_hooks(self, grad_input: tuple):
+        """Run the user's hooks in order; each sees the previous one's replacement."""
+        grad_output = tuple(self.grad_outputs.get(k) for k in range(self.n_outputs))
+        replaced = None
+        for hook in self.hooks:
+            result = hook(self.module, grad_input, grad_output)
+            if result is not None:
+                result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+                if len(result) != len(grad_input):
+                    raise RuntimeError(
+                        f"{type(self.module).__name__}: a full backward hook returned "
+                        f"{len(result)} gradients, expected {len(grad_input)} (one per "
+                        "positional input)")
+                grad_input = replaced = result
+        return replaced
