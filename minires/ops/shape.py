@@ -55,8 +55,17 @@ class GetItem(Function):
     def backward(ctx, gy):
         # y = x[index]  =>  gx = zeros with gy added at index (repeats add up)
         gx = ctx.xp.zeros(ctx.in_shape, dtype=gy.dtype)
-        backend.scatter_add(ctx.xp, gx, ctx.index, gy)
+        if _is_basic(ctx.index):  # slices and ints never repeat an element: plain write
+            gx[ctx.index] = gy
+        else:
+            backend.scatter_add(ctx.xp, gx, ctx.index, gy)
         return gx
+
+
+def _is_basic(index) -> bool:
+    """True for indices made of ints, slices, None and Ellipsis only (a view in NumPy)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in parts)
 
 
 class Cat(Function):
