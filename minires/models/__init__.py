@@ -1,0 +1,61 @@
+"""Models: CIFAR and ImageNet ResNets, their plain twins, MLPs, and ``get_model``."""
+
+from __future__ import annotations
+
+from .mlp import MLP, MLPBlock, PlainMLP, ResidualMLP, ResidualMLPBlock, mlp
+from .resnet import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    ZeroPadShortcut,
+    cifar_resnet,
+    plain20,
+    plain32,
+    plain44,
+    plain56,
+    plain110,
+    plain_cifar,
+    resnet18,
+    resnet20,
+    resnet32,
+    resnet34,
+    resnet44,
+    resnet50,
+    resnet56,
+    resnet110,
+)
+
+_MODELS = {
+    "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44, "resnet56": resnet56,
+    "resnet110": resnet110,
+    "plain20": plain20, "plain32": plain32, "plain44": plain44, "plain56": plain56,
+    "plain110": plain110,
+    "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
+    "residual_mlp": ResidualMLP,
+    "mlp": mlp,  # needs depth= and width= keyword arguments
+}
+
+
+def list_models() -> list[str]:
+    """The names ``get_model`` accepts."""
+    return list(_MODELS)
+
+
+def get_model(name: str, num_classes: int = 10, **kwargs):
+    """Build a model by name, e.g. ``get_model('resnet56', num_classes=10)``.
+
+    Extra keyword arguments go to the builder (``shortcut='B'``, ``batch_norm=False``,
+    ``zero_init_residual=True``, ``cifar_stem=True``, ``depth=``/``width=`` for 'mlp').
+    """
+    if name not in _MODELS:
+        raise ValueError(f"get_model: unknown model {name!r}; available: "
+                         f"{', '.join(_MODELS)}")
+    return _MODELS[name](num_classes=num_classes, **kwargs)
+
+
+__all__ = [
+    "BasicBlock", "Bottleneck", "MLP", "MLPBlock", "PlainMLP", "ResNet", "ResidualMLP",
+    "ResidualMLPBlock", "ZeroPadShortcut", "cifar_resnet", "get_model", "list_models", "mlp",
+    "plain110", "plain20", "plain32", "plain44", "plain56", "plain_cifar", "resnet110",
+    "resnet18", "resnet20", "resnet32", "resnet34", "resnet44", "resnet50", "resnet56",
+]
