@@ -1,0 +1,49 @@
+"""Datasets, batch transforms and the DataLoader.
+
+``CIFAR10`` and ``MNIST`` read the official binary/idx files (``download=True`` fetches
+and checks them; ``sample=True`` reads the small real samples that ship with minires,
+offline). ``DataLoader`` yields whole batches as Tensors on a device, and the transforms
+run on the batch's own array module, so augmentation runs on the GPU too::
+
+    from minires.data import CIFAR10, DataLoader, transforms as T
+
+    train = CIFAR10(sample=True)
+    augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
+                         T.Normalize(T.CIFAR10_MEAN, T.CIFAR10_STD)])
+    loader = DataLoader(train, batch_size=128, shuffle=True, seed=0, transform=augment)
+    for images, labels in loader:  # float32 (128, 3, 32, 32), int64 (128,)
+        ...
+"""
+
+from . import transforms
+from .datasets import (
+    CIFAR10,
+    MNIST,
+    Dataset,
+    TensorDataset,
+    default_root,
+    get_dataset,
+    read_cifar_batch,
+    read_idx,
+)
+from .download import DatasetError, download_url, extract_tar_folder, md5sum
+from .loader import DataLoader
+from .transforms import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    Compose,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    ToFloat,
+)
+
+__all__ = [
+    "CIFAR10", "CIFAR10_MEAN", "CIFAR10_STD", "Compose", "DataLoader", "Dataset",
+    "DatasetError", "MNIST", "MNIST_MEAN", "MNIST_STD", "Normalize", "RandomCrop",
+    "RandomHorizontalFlip", "TensorDataset", "ToFloat", "default_root", "download_url",
+    "extract_tar_folder", "get_dataset", "md5sum", "read_cifar_batch", "read_idx",
+    "transforms",
+]

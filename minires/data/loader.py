@@ -1,0 +1,151 @@
+"""DataLoader: whole batches by fancy indexing, shuffled reproducibly, resumable mid-epoch.
+
+PyTorch's DataLoader calls ``dataset[i]`` once per image in worker processes. minires
+datasets hold the whole split as arrays, so a batch is one fancy-indexing operation
+(``data[indices]``) on the host, one copy to the device, and vectorised batch
+transforms there: no per-image Python in the hot path and no worker processes.
+
+Per batch:
+
+1. ``indices`` = the next ``batch_size`` entries of this epoch's order;
+2. ``images = dataset.data[indices]`` (uint8), ``labels = dataset.targets[indices]``;
+3. both are moved to ``device`` (uint8 is 4x less to copy than float32);
+4. images are scaled to float32 in [0, 1] there (``ToFloat``);
+5. the dataset's ``transform``, then the loader's ``transform``, run on that device;
+6. yielded as ``(images, labels)`` Tensors: float32 ``(N, C, H, W)`` and int64 ``(N,)``.
+
+Shuffling: epoch ``e``'s order is a permutation drawn from a generator seeded with
+``(seed, e)``. It is reproducible from ``seed``, different every epoch, and can be
+rebuilt for any epoch, so ``state_dict()`` is three integers (seed, epoch, batches
+already yielded) and ``load_state_dict`` resumes exactly mid-epoch. The augmentation
+transforms draw from minires' global generators (``mr.manual_seed``), which a
+training checkpoint saves separately.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy
+
+from .. import backend
+from ..tensor import Tensor
+from .transforms import ToFloat
+
+
+class DataLoader:
+    """Iterate over ``dataset`` in batches of ``(images, labels)`` Tensors on ``device``.
+
+    ``len(loader)`` is the number of batches per epoch. Each ``iter(loader)`` (each
+    ``for`` loop) runs the next epoch; ``loader.epoch`` is the epoch the next loop runs.
+    ``seed=None`` draws a seed from minires' generator, so ``mr.manual_seed`` fixes it.
+
+    Datasets with ``.data``/``.targets`` arrays are batched by fancy indexing; any other
+    dataset (``__len__`` and ``__getitem__`` returning ``(image, label)``) works too, one
+    item at a time (slow, and its own ``__getitem__`` applies its transform).
+    """
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
+                 drop_last: bool = False, seed: int | None = None, transform=None,
+                 device=None):
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                or batch_size < 1):
+            raise ValueError(
+                f"DataLoader: batch_size must be a positive integer, got {batch_size!r}"
+            )
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.transform = transform
+        self.device = backend.normalize_device(device if device is not None else "cpu")
+        if seed is None:
+            seed = int(backend.generator(numpy).integers(0, 2**63 - 1))
+        if int(seed) < 0:
+            raise ValueError(f"DataLoader: seed must be a non-negative integer, got {seed}")
+        self.seed = int(seed)
+        self.epoch = 0  # the epoch the next iter() runs
+        self._start_batch = 0  # where that epoch starts (nonzero only after load_state_dict)
+        self._current = None  # [epoch, batches yielded] of the epoch being iterated
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    # ----------------------------------------------------------------- order
+    def order(self, epoch: int) -> numpy.ndarray:
+        """The sample indices of ``epoch`` in the order they are served."""
+        n = len(self.dataset)
+        if not self.shuffle:
+            return numpy.arange(n)
+        # Seeding with (seed, epoch) makes every epoch's permutation independent of how
+        # many numbers earlier epochs drew, so any epoch can be rebuilt on resume.
+        return numpy.random.default_rng([self.seed, int(epoch)]).permutation(n)
+
+    def __iter__(self):
+        epoch, start = self.epoch, self._start_batch
+        self.epoch, self._start_batch = epoch + 1, 0
+        self._current = [epoch, start]  # set now, not at the first next(), for state_dict()
+        return self._epoch(self._current)
+
+    def _epoch(self, current: list):
+        epoch, start = current
+        order = self.order(epoch)
+        for b in range(start, len(self)):
+            indices = order[b * self.batch_size: (b + 1) * self.batch_size]
+            batch = self._batch(indices)
+            current[1] = b + 1  # counted before the yield: state_dict() in the loop body
+            yield batch  # then resumes after this batch
+        if self._current is current:
+            self._current = None  # finished: state_dict() now points at the next epoch
+
+    def _batch(self, indices):
+        data = getattr(self.dataset, "data", None)
+        targets = getattr(self.dataset, "targets", None)
+        if isinstance(data, numpy.ndarray) and isinstance(targets, numpy.ndarray):
+            images, labels = data[indices], targets[indices]  # (B, C, H, W), (B,): copies
+            dataset_transform = getattr(self.dataset, "transform", None)
+        else:  # a generic dataset: its __getitem__ already applied its transform
+            items = [self.dataset[int(i)] for i in indices]
+            images = numpy.stack([backend.to_numpy(x.data if isinstance(x, Tensor) else x)
+                                  for x, _ in items])
+            labels = numpy.asarray([int(y) for _, y in items])
+            dataset_transform = None
+        images = ToFloat()(backend.to_device(images, self.device))
+        labels = backend.to_device(labels.astype(numpy.int64, copy=False), self.device)
+        if dataset_transform is not None:
+            images = dataset_transform(images)
+        if self.transform is not None:
+            images = self.transform(images)
+        return Tensor(images), Tensor(labels)
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self) -> dict:
+        """Where the loader is, as plain ints (JSON-able): resumes with ``load_state_dict``.
+
+        Inside a ``for`` loop it is the running epoch and the number of batches already
+        yielded; between loops, the next epoch and 0.
+        """
+        if self._current is not None:
+            epoch, batch = self._current
+        else:
+            epoch, batch = self.epoch, self._start_batch
+        return {"seed": self.seed, "epoch": int(epoch), "batch": int(batch)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The next ``iter()`` runs epoch ``state['epoch']`` from batch ``state['batch']``."""
+        batch = int(state["batch"])
+        if not 0 <= batch <= len(self):
+            raise ValueError(
+                f"DataLoader.load_state_dict: batch {batch} is outside 0..{len(self)} "
+                f"(the number of batches of this loader)"
+            )
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+        self._start_batch = batch
+        self._current = None
+
+    def __repr__(self) -> str:
+        return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, device={self.device!r})")

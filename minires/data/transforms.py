@@ -1,0 +1,157 @@
+"""Batch transforms: augmentation and normalization of whole batches ``(N, C, H, W)``.
+
+Each transform works on the array module of the batch it gets (``backend.array_module``)
+and draws randomness from that module's generator (``backend.generator``), so the same
+code runs on NumPy and, with a CuPy batch, on the GPU, without copying a batch back to
+the host. Everything is vectorised over the batch: one random offset or coin flip per
+image, but no Python loop over images.
+
+The ``DataLoader`` scales uint8 images to float32 in [0, 1] before any transform runs, so
+transforms see float batches; ``ToFloat`` does that scaling when you call transforms
+yourself (it leaves float batches as they are).
+
+``mr.manual_seed(s)`` makes the augmentation reproducible.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+
+# Per-channel mean and standard deviation of the training images, scaled to [0, 1]: the
+# values the CIFAR ResNet literature normalizes with.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+
+
+def _check_batch(name: str, x) -> None:
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(
+            f"{name}: expected a batch of images (N, C, H, W), got "
+            f"{'shape ' + str(tuple(x.shape)) if hasattr(x, 'shape') else type(x).__name__}"
+        )
+
+
+class Compose:
+    """Apply transforms in order: ``Compose([RandomCrop(32, 4), RandomHorizontalFlip()])``."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, x):
+        for t in self.transforms:
+            x = t(x)
+        return x
+
+    def __repr__(self) -> str:
+        inner = "".join(f"\n    {t!r}," for t in self.transforms)
+        return f"Compose([{inner}\n])"
+
+
+class ToFloat:
+    """uint8 (or any integer) images in [0, 255] -> float32 in [0, 1]; float input only cast.
+
+    Division by 255 rather than multiplication by 1/255 so 255 maps to exactly 1.0.
+    """
+
+    def __call__(self, x):
+        xp = backend.array_module(x)
+        if xp.issubdtype(x.dtype, xp.integer):
+            return x.astype(xp.float32) / xp.float32(255)
+        return x.astype(xp.float32, copy=False)
+
+    def __repr__(self) -> str:
+        return "ToFloat()"
+
+
+class Normalize:
+    """``(x - mean[c]) / std[c]`` for each channel ``c`` of float images ``(N, C, H, W)``."""
+
+    def __init__(self, mean, std):
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"Normalize: {len(self.mean)} means but {len(self.std)} stds")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"Normalize: std must be positive, got {self.std}")
+
+    def __call__(self, x):
+        _check_batch("Normalize", x)
+        xp = backend.array_module(x)
+        if not xp.issubdtype(x.dtype, xp.floating):
+            raise TypeError(
+                f"Normalize: expected float images, got {x.dtype}; scale them first with "
+                "ToFloat() (the DataLoader does this itself)"
+            )
+        C = x.shape[1]
+        if len(self.mean) not in (1, C):
+            raise ValueError(
+                f"Normalize: {len(self.mean)} channel means for images with {C} channels "
+                f"(batch shape {tuple(x.shape)})"
+            )
+        mean = xp.asarray(self.mean, dtype=x.dtype).reshape(1, -1, 1, 1)  # (1, C, 1, 1)
+        std = xp.asarray(self.std, dtype=x.dtype).reshape(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class RandomCrop:
+    """Zero-pad each image by ``padding`` on every side, then crop ``size`` at a random place.
+
+    Every image gets its own offset. Vectorised: the padded batch is viewed (no copy) as
+    all of its ``size`` windows, and one fancy index picks one window per image.
+    """
+
+    def __init__(self, size=32, padding: int = 4):
+        self.size = (int(size), int(size)) if isinstance(size, int) else tuple(map(int, size))
+        self.padding = int(padding)
+        if len(self.size) != 2 or min(self.size) < 1 or self.padding < 0:
+            raise ValueError(f"RandomCrop: bad size {size!r} or padding {padding!r}")
+
+    def __call__(self, x):
+        _check_batch("RandomCrop", x)
+        xp = backend.array_module(x)
+        N, C, H, W = x.shape
+        p, (TH, TW) = self.padding, self.size
+        HP, WP = H + 2 * p, W + 2 * p
+        if TH > HP or TW > WP:
+            raise ValueError(
+                f"RandomCrop: crop size {self.size} is larger than the padded images "
+                f"({HP}, {WP}) (batch shape {tuple(x.shape)}, padding {p})"
+            )
+        padded = xp.zeros((N, C, HP, WP), dtype=x.dtype)
+        padded[:, :, p: p + H, p: p + W] = x
+        gen = backend.generator(xp)
+        oy = gen.integers(0, HP - TH + 1, size=N)  # top-left corner of each image's crop
+        ox = gen.integers(0, WP - TW + 1, size=N)
+        sN, sC, sH, sW = padded.strides
+        # windows[n, c, i, j] is the (TH, TW) crop of image n whose corner is at (i, j).
+        windows = backend.as_strided(
+            xp, padded, (N, C, HP - TH + 1, WP - TW + 1, TH, TW), (sN, sC, sH, sW, sH, sW)
+        )  # (N, C, HP-TH+1, WP-TW+1, TH, TW)
+        # Index arrays on axes 0, 2, 3 around a slice: the indexed axis comes first.
+        return windows[xp.arange(N), :, oy, ox]  # (N, C, TH, TW), a copy
+
+    def __repr__(self) -> str:
+        return f"RandomCrop(size={self.size}, padding={self.padding})"
+
+
+class RandomHorizontalFlip:
+    """Mirror each image left-right with probability ``p`` (an independent coin per image)."""
+
+    def __init__(self, p: float = 0.5):
+        self.p = float(p)
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"RandomHorizontalFlip: p must be in [0, 1], got {p}")
+
+    def __call__(self, x):
+        _check_batch("RandomHorizontalFlip", x)
+        xp = backend.array_module(x)
+        flip = backend.generator(xp).random(x.shape[0]) < self.p  # (N,) one coin per image
+        return xp.where(flip[:, None, None, None], x[..., ::-1], x)
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
