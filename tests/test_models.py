@@ -398,3 +398,83 @@ def test_get_model_registry():
     assert models.get_model("mlp", 4, depth=2, width=8).fc.out_features == 4
     with pytest.raises(ValueError, match="resnet20"):
         models.get_model("resnet21", 10)
+
+
+# --------------------------------------------------------------------------- torch parity
+
+
+def _torch_cifar_resnet(torch, n, shortcut, num_classes=10):
+    """A PyTorch replica of the CIFAR ResNet, written from the paper, with our names."""
+    tnn, tF = torch.nn, torch.nn.functional
+
+    class PadShortcut(tnn.Module):
+        def __init__(self, extra, stride):
+            super().__init__()
+            self.extra, self.stride = extra, stride
+
+        def forward(self, x):
+            return tF.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
+
+    class Block(tnn.Module):
+        def __init__(self, inplanes, planes, stride):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(planes)
+            self.conv2 = tnn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(planes)
+            self.downsample = None
+            if stride != 1 or inplanes != planes:
+                self.downsample = (PadShortcut(planes - inplanes, stride) if shortcut == "A"
+                                   else tnn.Sequential(
+                                       tnn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                       tnn.BatchNorm2d(planes)))
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(tF.relu(self.bn1(self.conv1(x)))))
+            return tF.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(16)
+            inplanes = 16
+            for i, planes in enumerate((16, 32, 64)):
+                blocks = [Block(inplanes if j == 0 else planes, planes,
+                                2 if i > 0 and j == 0 else 1) for j in range(n)]
+                setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
+                inplanes = planes
+            self.fc = tnn.Linear(64, num_classes)
+
+        def forward(self, x):
+            x = tF.relu(self.bn1(self.conv1(x)))
+            x = self.layer3(self.layer2(self.layer1(x)))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    return Net()
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_resnet20_matches_torch_replica(shortcut):
+    torch = pytest.importorskip("torch")
+    ours = models.resnet20(shortcut=shortcut)
+    ref = _torch_cifar_resnet(torch, 3, shortcut)
+    assert list(ref.state_dict()) == list(ours.state_dict())
+    ref.load_state_dict({k: torch.from_numpy(np.array(v.numpy()))
+                         for k, v in ours.state_dict().items()})
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    target = np.array([3, 7])
+    loss = nn.CrossEntropyLoss()(ours(mr.tensor(x)), mr.tensor(target))
+    ref_loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)),
+                                                 torch.from_numpy(target))
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-4)
+    loss.backward()
+    ref_loss.backward()
+    ref_params = dict(ref.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad.data, ref_params[name].grad.numpy(), rtol=1e-3,
+                                   atol=1e-5, err_msg=name)
+    for key, value in ref.state_dict().items():  # running statistics updated alike
+        np.testing.assert_allclose(ours.state_dict()[key].numpy(), value.numpy(), rtol=1e-4,
+                                   atol=1e-6, err_msg=key)
