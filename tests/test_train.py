@@ -1,0 +1,129 @@
+"""Training: overfitting, exact resume (also after Ctrl-C mid-epoch), checkpoints,
+fine-tuning and the command line."""
+
+import json
+
+import numpy as np
+import pytest
+
+import minires as mr
+import minires.nn.functional as F
+from minires.cli import main
+from minires.data import MNIST, CIFAR10
+from minires.models import get_model
+from minires.optim import SGD
+from minires.train import load_checkpoint, run_training
+from minires.train.recipe import init_from
+
+QUICK = dict(model="residual_mlp", dataset="mnist-sample", limit_train=256, batch_size=64,
+             lr=0.05, schedule="constant", progress=False)
+
+
+def weights(model) -> dict:
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+def test_resnet20_overfits_two_batches():
+    mr.manual_seed(0)
+    data = CIFAR10(sample=True)
+    x = mr.tensor((data.data[:16].astype(np.float32) / 255 - 0.5) / 0.25)
+    y = mr.tensor(data.targets[:16])
+    model = get_model("resnet20", num_classes=10)
+    opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    accuracy = 0.0
+    for sweep in range(1, 61):
+        model.train()
+        for batch in (slice(0, 8), slice(8, 16)):
+            loss = F.cross_entropy(model(x[batch]), y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if sweep % 5 == 0:  # in eval mode, with the running BatchNorm statistics
+            model.eval()
+            with mr.no_grad():
+                accuracy = (model(x).argmax(dim=1) == y).numpy().mean()
+            if accuracy == 1.0:
+                break
+    assert accuracy == 1.0
+
+
+def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):
+    straight = run_training(**QUICK, epochs=3, out=str(tmp_path / "a"))
+    run_training(**QUICK, epochs=2, out=str(tmp_path / "b"))
+    resumed = run_training(**QUICK, epochs=3, out=str(tmp_path / "b"),
+                           resume=str(tmp_path / "b" / "checkpoint.mr"))
+    a, b = weights(straight["model"]), weights(resumed["model"])
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+
+
+def test_ctrl_c_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
+    straight = run_training(**QUICK, epochs=2, out=str(tmp_path / "a"))
+    calls = {"n": 0}
+    original = SGD.step
+
+    def step_then_interrupt(self):
+        original(self)
+        calls["n"] += 1
+        if calls["n"] == 6:  # epoch 2, after its second batch (4 batches per epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SGD, "step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(**QUICK, epochs=2, out=str(tmp_path / "b"))
+    monkeypatch.setattr(SGD, "step", original)
+    checkpoint = load_checkpoint(tmp_path / "b" / "checkpoint.mr")
+    assert checkpoint["epoch"] == 1 and checkpoint["loader"]["batch"] == 2
+    resumed = run_training(**QUICK, epochs=2, out=str(tmp_path / "b"),
+                           resume=str(tmp_path / "b" / "checkpoint.mr"))
+    a, b = weights(straight["model"]), weights(resumed["model"])
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_outputs_log_plot_and_checkpoint(tmp_path):
+    result = run_training(**QUICK, epochs=2, out=str(tmp_path))
+    rows = [json.loads(line) for line in open(result["log"])]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"} <= set(rows[0])
+    with open(result["plot"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    checkpoint = load_checkpoint(result["checkpoint"])
+    assert checkpoint["epoch"] == 2 and checkpoint["config"]["model"] == "residual_mlp"
+    assert rows[-1]["test_acc"] > 0.2  # 8 steps on 256 MNIST images: above chance (0.1)
+
+
+def test_fine_tuning_replaces_the_head_and_can_freeze_the_rest(tmp_path):
+    source = run_training(**QUICK, epochs=1, out=str(tmp_path))
+    model = get_model("residual_mlp", num_classes=4)
+    init_from(model, source["checkpoint"], freeze=True)
+    old, new = weights(source["model"]), weights(model)
+    for key in old:
+        if key.startswith("fc."):
+            assert new[key].shape[0] == 4
+        else:
+            np.testing.assert_array_equal(old[key], new[key], err_msg=key)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["fc.weight", "fc.bias"]
+
+
+def test_cli_train_then_eval(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    main(["train", "--model", "residual_mlp", "--dataset", "mnist-sample", "--epochs", "1",
+          "--limit-train", "128", "--batch-size", "64", "--out", out, "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed and "checkpoint.mr" in printed and "curves.png" in printed
+    main(["eval", "--checkpoint", str(tmp_path / "run" / "checkpoint.mr")])
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_cli_info(capsys):
+    main(["info"])
+    printed = capsys.readouterr().out
+    assert "minires" in printed and "data root" in printed
+
+
+def test_mnist_sample_is_there():
+    assert len(MNIST(sample=True)) == 2000
