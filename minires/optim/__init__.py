@@ -1,0 +1,15 @@
+"""Optimizers and learning-rate schedules (``import minires.optim as optim``).
+
+``optim.SGD``, ``optim.Adam``, ``optim.AdamW`` and ``optim.lr_scheduler.*`` follow
+PyTorch's names, arguments and update rules; ``clip_grad_norm_`` is also reachable as
+``minires.nn.utils.clip_grad_norm_``.
+"""
+
+from . import lr_scheduler  # noqa: F401
+from .adam import Adam
+from .adamw import AdamW
+from .clip import clip_grad_norm_
+from .optimizer import Optimizer
+from .sgd import SGD
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "clip_grad_norm_", "lr_scheduler"]
