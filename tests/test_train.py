@@ -9,7 +9,7 @@ import pytest
 import minires as mr
 import minires.nn.functional as F
 from minires.cli import main
-from minires.data import MNIST, CIFAR10
+from minires.data import CIFAR10, MNIST
 from minires.models import get_model
 from minires.optim import SGD
 from minires.train import load_checkpoint, run_training
@@ -87,7 +87,8 @@ def test_outputs_log_plot_and_checkpoint(tmp_path):
     result = run_training(**QUICK, epochs=2, out=str(tmp_path))
     rows = [json.loads(line) for line in open(result["log"])]
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"} <= set(rows[0])
+    expected = {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"}
+    assert expected <= set(rows[0])
     with open(result["plot"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     checkpoint = load_checkpoint(result["checkpoint"])
