@@ -1,15 +1,19 @@
 """minires: a from-scratch deep-learning framework for learning and teaching.
 
-``import minires as mr`` gives tensors with autograd, ``mr.nn.functional`` the ops,
-and ``mr.gradcheck`` the finite-difference checker that proves their backward passes.
+``import minires as mr`` gives tensors with autograd, ``mr.nn`` layers and
+``mr.nn.functional`` the ops, ``mr.optim`` optimizers, ``mr.data`` data sets and loaders,
+``mr.models`` ResNets, ``mr.save``/``mr.load``, and ``mr.gradcheck`` the
+finite-difference checker that proves every backward pass. ``minires.train`` holds the
+training loop behind the ``minires`` command.
 """
 
 import numpy as _numpy
 
-from . import nn, ops  # noqa: F401
+from . import data, models, nn, ops, optim  # noqa: F401
 from .backend import cuda, manual_seed, use_kernels
 from .gradcheck import GradcheckError, gradcheck
 from .ops import cat, exp, log, matmul, max, mean, sqrt, sum
+from .serialization import load, save
 from .tensor import (
     Function,
     Tensor,
@@ -38,8 +42,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_", "cat", "cuda",
-    "enable_grad", "exp", "float32", "float64", "full", "gradcheck", "int64",
-    "is_grad_enabled", "log", "manual_seed", "matmul", "max", "mean", "nn", "no_grad",
-    "ones", "ones_like", "ops", "rand", "randint", "randn", "sqrt", "sum", "tensor",
-    "use_kernels", "zeros", "zeros_like",
+    "data", "enable_grad", "exp", "float32", "float64", "full", "gradcheck", "int64",
+    "is_grad_enabled", "load", "log", "manual_seed", "matmul", "max", "mean", "models", "nn",
+    "no_grad", "ones", "ones_like", "ops", "optim", "rand", "randint", "randn", "save", "sqrt",
+    "sum", "tensor", "use_kernels", "zeros", "zeros_like",
 ]

@@ -1,6 +1,6 @@
 """Neural-network building blocks (``import minires.nn as nn``), named as in ``torch.nn``."""
 
-from . import functional, init  # noqa: F401
+from . import functional, init, utils  # noqa: F401
 from .activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .container import ModuleList, Sequential
 from .conv import Conv2d
