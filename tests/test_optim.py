@@ -141,6 +141,22 @@ def test_float32_parameters_stay_float32(device):
         assert all(v.dtype == np.float32 for v in opt.state[p].values() if hasattr(v, "dtype"))
 
 
+def test_state_follows_a_parameter_moved_after_some_steps(device):
+    # model.to(device) / .double() swap p.data under an optimizer that already has state
+    for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9), lambda ps: Adam(ps, lr=0.1)):
+        p = param(P0, "cpu", np.float32)
+        opt = make([p])
+        set_grad(p, G[0])
+        opt.step()
+        p.data = backend.to_device(p.data.astype(np.float64), device)
+        set_grad(p, G[1])
+        opt.step()
+        assert p.device == device and p.dtype == np.float64
+        for value in opt.state[p].values():
+            if hasattr(value, "dtype"):
+                assert backend.device_of(value) == device and value.dtype == np.float64
+
+
 # --------------------------------------------------------------------------- groups, zero_grad
 
 

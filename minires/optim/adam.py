@@ -58,7 +58,7 @@ class Adam(Optimizer):
                     if p.grad is None:
                         continue
                     g = p.grad.data
-                    state = self.state.setdefault(p, {})
+                    state = self._state_of(p)
                     if not state:  # first step of this parameter
                         xp = backend.array_module(p.data)
                         state["step"] = 0

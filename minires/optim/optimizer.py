@@ -120,6 +120,22 @@ class Optimizer:
                     xp = backend.array_module(p.grad.data)
                     p.grad.data = xp.zeros_like(p.grad.data)
 
+    def _state_of(self, p: Tensor) -> dict:
+        """``self.state[p]``, created empty on first use.
+
+        ``model.to('cuda')`` (or ``.double()``) replaces ``p.data`` but keeps the Tensor, so
+        an optimizer built before the move keeps its parameters; its state arrays follow
+        them here, instead of failing later on a numpy-cupy mix.
+        """
+        state = self.state.setdefault(p, {})
+        for key, value in state.items():
+            if _is_array(value):
+                if backend.device_of(value) != p.device:
+                    value = state[key] = backend.to_device(value, p.device)
+                if value.dtype.kind == "f" and value.dtype != p.dtype:
+                    state[key] = value.astype(p.dtype)
+        return state
+
     def step(self, closure=None):
         """Update every parameter that has a gradient. Subclasses implement it."""
         raise NotImplementedError(f"{type(self).__name__} must implement step()")

@@ -53,7 +53,7 @@ class SGD(Optimizer):
                     if weight_decay != 0:
                         g = g + weight_decay * p.data  # a new array: .grad stays untouched
                     if momentum != 0:
-                        state = self.state.setdefault(p, {})
+                        state = self._state_of(p)
                         b = state.get("momentum_buffer")
                         if b is None:
                             # a copy: g may be the .grad array, which we must not update
