@@ -1,0 +1,72 @@
+"""Every tutorial runs end to end as a plain script, in fast mode, on the CPU.
+
+Each tutorial is a jupytext percent-format ``.py`` file: a notebook when opened with
+Jupyter, a script for ``python``. Here each one runs in its own process with
+``MINIRES_FAST=1`` (small data, few steps), and must exit cleanly and print its key
+results. Figures go to a temporary folder (``MINIRES_TUTORIAL_OUT``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = ROOT / "tutorials"
+
+# What each tutorial must print: the results it exists to show.
+EXPECTED = {
+    "01_scalar_autograd.py": [
+        "buggy engine:   d(a + a)/da = 1.0",
+        "loss fell from",
+        "minires and the Value engine agree on every gradient",
+    ],
+    "02_tensors_and_functions.py": [
+        "MyMatmul vs minires matmul, max difference of ga: 0.0",
+        "matches minires.ops.basic.sum_to",
+        "AddWithoutSumTo.backward returned a gradient of shape (5, 3)",
+        "fitted y =",
+    ],
+    "03_gradient_checking.py": [
+        "-> passes: the bug is invisible",
+        "-> fails: caught",
+        "gradcheck caught 4 of 4 wrong backward passes",
+        "conv2d (stride 2, padding 1)",
+    ],
+}
+
+
+def numbered_tutorials() -> list[str]:
+    return sorted(p.name for p in TUTORIALS.glob("[0-9][0-9]_*.py"))
+
+
+def test_every_tutorial_is_tested():
+    assert numbered_tutorials() == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_tutorial_is_a_percent_notebook_with_exercises(name):
+    text = (TUTORIALS / name).read_text()
+    assert "format_name: percent" in text  # jupytext opens it as a notebook
+    assert text.count("# %% [markdown]") >= 3
+    assert "**What you will build.**" in text
+    assert "## Exercises" in text
+    assert re.search(r"minires/[a-z_/]+\.py", text), "names the minires file it re-derives"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_tutorial_runs_in_fast_mode(name, tmp_path):
+    env = dict(os.environ, MINIRES_FAST="1", MPLBACKEND="Agg",
+               MINIRES_TUTORIAL_OUT=str(tmp_path / "figures"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, str(TUTORIALS / name)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{name} failed:\n{output[-4000:]}"
+    for text in EXPECTED[name]:
+        assert text in result.stdout, f"{name} did not print {text!r}:\n{output[-4000:]}"
