@@ -38,6 +38,16 @@ EXPECTED = {
         "gradcheck caught 4 of 4 wrong backward passes",
         "conv2d (stride 2, padding 1)",
     ],
+    "04_mlp_mnist.py": [
+        "gradcheck: True",
+        "bare-tensor MLP: test accuracy",
+        "nn.Module MLP with momentum: test accuracy",
+    ],
+    "05_convolution.py": [
+        "strided == loops: True | strided == minires.ops.conv.im2col: True",
+        "gradcheck MyConv2d stride=2 padding=1: True",
+        "minires F.conv2d",
+    ],
 }
 
 
