@@ -24,15 +24,19 @@ except ImportError:  # the comparison column stays empty
     torch = None
 
 
-def median_ms(step, repeats: int, warmup: int = 3) -> float:
+def median_ms(steps: list, repeats: int, warmup: int = 3) -> list:
+    """Median milliseconds of each step; the steps take turns, so a busy machine slows
+    them alike and their ratio stays fair."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+        for step, record in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            record.append(time.perf_counter() - start)
+    return [1000 * float(np.median(t)) for t in times]
 
 
 def case_conv(N, C, H, F_out):
@@ -89,11 +93,12 @@ def main() -> None:
           + (f", torch {torch.__version__}" if torch else ", torch not installed") + threads)
     print(f"{'case':<50} {'minires ms':>11} {'torch ms':>9} {'ratio':>6}")
     for name, arrays, op in cases:
-        ours = median_ms(step_fn("minires", op, arrays), args.repeats)
         if torch is None:
+            (ours,) = median_ms([step_fn("minires", op, arrays)], args.repeats)
             print(f"{name:<50} {ours:>11.2f} {'-':>9} {'-':>6}")
             continue
-        theirs = median_ms(step_fn("torch", op, arrays), args.repeats)
+        ours, theirs = median_ms([step_fn("minires", op, arrays), step_fn("torch", op, arrays)],
+                                 args.repeats)
         print(f"{name:<50} {ours:>11.2f} {theirs:>9.2f} {ours / theirs:>6.2f}")
 
 
