@@ -10,9 +10,9 @@ prints minires's times alone.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import median_seconds
 
 import minires as mr
 import minires.nn.functional as F
@@ -22,21 +22,6 @@ try:
     import torch.nn.functional as TF
 except ImportError:  # the comparison column stays empty
     torch = None
-
-
-def median_ms(steps: list, repeats: int, warmup: int = 3) -> list:
-    """Median milliseconds of each step; the steps take turns, so a busy machine slows
-    them alike and their ratio stays fair."""
-    for _ in range(warmup):
-        for step in steps:
-            step()
-    times = [[] for _ in steps]
-    for _ in range(repeats):
-        for step, record in zip(steps, times):
-            start = time.perf_counter()
-            step()
-            record.append(time.perf_counter() - start)
-    return [1000 * float(np.median(t)) for t in times]
 
 
 def case_conv(N, C, H, F_out):
@@ -94,11 +79,11 @@ def main() -> None:
     print(f"{'case':<50} {'minires ms':>11} {'torch ms':>9} {'ratio':>6}")
     for name, arrays, op in cases:
         if torch is None:
-            (ours,) = median_ms([step_fn("minires", op, arrays)], args.repeats)
+            ours = 1000 * median_seconds([step_fn("minires", op, arrays)], args.repeats)[0]
             print(f"{name:<50} {ours:>11.2f} {'-':>9} {'-':>6}")
             continue
-        ours, theirs = median_ms([step_fn("minires", op, arrays), step_fn("torch", op, arrays)],
-                                 args.repeats)
+        steps = [step_fn("minires", op, arrays), step_fn("torch", op, arrays)]
+        ours, theirs = (1000 * t for t in median_seconds(steps, args.repeats))
         print(f"{name:<50} {ours:>11.2f} {theirs:>9.2f} {ours / theirs:>6.2f}")
 
 

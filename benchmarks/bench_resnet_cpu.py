@@ -9,9 +9,9 @@ PyTorch runs the same architecture (He et al. 2015, option A shortcuts), built b
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import median_seconds
 
 import minires as mr
 import minires.nn.functional as F
@@ -56,21 +56,6 @@ def torch_cifar_resnet(depth: int):
     return tnn.Sequential(*layers)
 
 
-def median_s(steps: list, repeats: int, warmup: int = 2) -> list:
-    """Median seconds of each step; the steps take turns, so a busy machine slows them
-    alike and their ratio stays fair."""
-    for _ in range(warmup):
-        for step in steps:
-            step()
-    times = [[] for _ in steps]
-    for _ in range(repeats):
-        for step, record in zip(steps, times):
-            start = time.perf_counter()
-            step()
-            record.append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20")
@@ -105,7 +90,7 @@ def main() -> None:
             topt.step()
 
         steps.append(theirs)
-    seconds = median_s(steps, args.repeats)
+    seconds = median_seconds(steps, args.repeats)
     print(f"{'framework':<10} {'step (s)':>9} {'images/s':>9}")
     for name, t in zip(("minires", "torch"), seconds):
         print(f"{name:<10} {t:>9.3f} {args.batch_size / t:>9.0f}")

@@ -148,3 +148,14 @@ __all__ = [
     "calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_", "ones_",
     "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_",
 ]
+
+
+def default_layer_init_(weight: Tensor, bias: Tensor | None = None) -> None:
+    """PyTorch's default for Linear and Conv2d: kaiming_uniform_(a=sqrt(5)) for the weight,
+    uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias (so a layer's output starts
+    with a variance that does not depend on its width)."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)
