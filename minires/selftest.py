@@ -1,0 +1,315 @@
+"""Check a minires installation on a device: ``python -m minires.selftest --device cuda``.
+
+The test suite is not installed with the package, so this module carries the checks
+that prove minires works on a new machine, above all on a GPU:
+
+* gradient checks (float64, central differences, random upstream gradient) of the ops
+  with hand-written backward passes, run on the device;
+* every CUDA kernel against the pure-xp helper it replaces (``minires.cuda.parity``),
+  float32 and float64; with ``--device cpu`` the kernels' own source is built for the
+  CPU by a C++ compiler (``minires.cuda.host``), which checks their index arithmetic;
+* NumPy against CuPy for conv2d, max_pool2d, batch_norm and cross_entropy, forward and
+  backward (GPU only);
+* a few ResNet-20 training steps on one random batch: the loss must fall;
+* a model saved from the device loads on the CPU and computes the same outputs.
+
+It prints a table and exits with status 1 if any check failed. Asked for ``cuda`` on a
+machine without a usable GPU, it says so and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy
+
+from . import backend
+
+
+@dataclass
+class Result:
+    check: str
+    status: str  # PASS, FAIL or SKIP
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def _run(results: list, name: str, fn) -> None:
+    """Run one check; a check returns a detail string, or raises to fail."""
+    start = time.perf_counter()
+    try:
+        outcome = fn()
+        status, detail = ("SKIP", outcome[5:].strip()) if isinstance(outcome, str) and \
+            outcome.startswith("SKIP:") else ("PASS", outcome or "")
+    except Exception as error:  # a failing check must not stop the others
+        status, detail = "FAIL", f"{type(error).__name__}: {str(error).strip()}"
+    results.append(Result(name, status, detail, time.perf_counter() - start))
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def _gradient_cases(rng):
+    """(name, fn, [float64 arrays], kink-free) for the ops with manual backward passes."""
+    import minires.nn.functional as F
+
+    def ramp(*shape):  # distinct values far apart: no ties inside a max-pool window
+        return rng.permutation(numpy.arange(numpy.prod(shape), dtype=numpy.float64)
+                               ).reshape(shape) / 10
+
+    def away_from_zero(*shape):
+        x = rng.standard_normal(shape)
+        return numpy.where(numpy.abs(x) < 0.1, numpy.copysign(0.1, x), x)
+
+    normal = rng.standard_normal
+    target = rng.integers(0, 7, 5)
+    running = [numpy.abs(normal(3)) + 0.5 for _ in range(2)]
+    return [
+        ("conv2d stride 2, padding 1, bias",
+         lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+         [normal((2, 3, 5, 5)), normal((4, 3, 3, 3)), normal(4)]),
+        ("conv2d 2x3 kernel, stride (1, 2), dilation 2",
+         lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(1, 2), dilation=2),
+         [normal((1, 2, 6, 7)), normal((3, 2, 2, 3))]),
+        ("max_pool2d 3x3, stride 2, padding 1 (overlapping)",
+         lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [ramp(2, 2, 5, 5)]),
+        ("avg_pool2d 3x3, stride 2, padding 1",
+         lambda x: F.avg_pool2d(x, 3, stride=2, padding=1), [normal((2, 2, 5, 5))]),
+        ("batch_norm training",
+         lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+         [normal((4, 3, 3, 3)) * 2 + 1, normal(3), normal(3)]),
+        ("batch_norm eval",
+         lambda x, w, b, mean=running[0], var=running[1]: F.batch_norm(
+             x, _device_array(x, mean), _device_array(x, var), w, b, training=False),
+         [normal((4, 3, 2, 2)), normal(3), normal(3)]),
+        ("cross_entropy, label smoothing 0.1",
+         lambda x: F.cross_entropy(x, _device_array(x, target), label_smoothing=0.1),
+         [normal((5, 7)) * 2]),
+        ("relu", lambda x: F.relu(x), [away_from_zero(3, 4, 5)]),
+        ("linear", lambda x, w, b: F.linear(x, w, b), [normal((4, 6)), normal((3, 6)),
+                                                        normal(3)]),
+    ]
+
+
+def _device_array(like, array):
+    return backend.to_device(array, like.device)
+
+
+def _gradient_check(device, fn, arrays):
+    import minires as mr
+
+    inputs = [mr.tensor(a, device=device, requires_grad=True) for a in arrays]
+    mr.gradcheck(fn, inputs)
+    return f"{sum(a.size for a in arrays)} input elements, {backend.device_of(inputs[0].data)}"
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _kernel_parity(device, helper):
+    # `from . import cuda` would give backend.cuda: minires.__init__ binds that name
+    from .cuda import KERNELS, _launch, host, parity
+
+    cases = [c for c in parity.cases() if c.helper == helper]
+    if device == "cuda":
+        xp, where = backend.cupy, "GPU"
+        if backend._kernels.get(helper) is not KERNELS[helper]:
+            raise AssertionError(f"{helper}: kernel not registered with the dispatcher")
+    else:
+        if host.compiler() is None:
+            return "SKIP: no C++ compiler to build the kernels for the CPU"
+        xp, where = numpy, "CPU build of the CUDA source"
+    saved = _launch.get_function
+    if device != "cuda":
+        _launch.get_function = host.function
+    try:
+        failures = [f"{c.id} {numpy.dtype(d).name}: {failure}"
+                    for c in cases for d in parity.DTYPES
+                    if (failure := parity.run_case(c, KERNELS[helper], xp, d))]
+    finally:
+        _launch.get_function = saved
+    if failures:
+        raise AssertionError("; ".join(failures))
+    return f"{len(cases)} cases x float32/float64, {where}"
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def _numpy_vs_device(name: str):
+    """The same float32 op on the CPU and on the GPU: outputs and input gradients agree."""
+    import minires as mr
+    import minires.nn.functional as F
+
+    rng = numpy.random.default_rng(1)
+    ops = {
+        "conv2d": (lambda x, w: F.conv2d(x, w, stride=2, padding=1),
+                   [(8, 16, 15, 14), (32, 16, 3, 3)]),
+        "max_pool2d": (lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(8, 16, 15, 14)]),
+        "batch_norm": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+                       [(8, 16, 7, 6), (16,), (16,)]),
+        "cross_entropy": (lambda x: F.cross_entropy(
+            x, mr.tensor(numpy.arange(32) % 10, device=x.device), label_smoothing=0.1),
+            [(32, 10)]),
+    }
+    fn, shapes = ops[name]
+    arrays = [rng.standard_normal(s).astype(numpy.float32) for s in shapes]
+    upstream = None
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        inputs = [mr.tensor(a, device=device, requires_grad=True) for a in arrays]
+        y = fn(*inputs)
+        if upstream is None:
+            upstream = rng.standard_normal(y.shape).astype(numpy.float32)
+        y.backward(mr.tensor(upstream, device=device))
+        outputs[device] = [backend.to_numpy(y.data)] + [backend.to_numpy(t.grad.data)
+                                                        for t in inputs]
+    worst = 0.0
+    for k, (a, b) in enumerate(zip(outputs["cpu"], outputs["cuda"])):
+        what = "output" if k == 0 else f"gradient of input {k - 1}"
+        numpy.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5,
+                                      err_msg=f"{name}: {what}, CuPy against NumPy")
+        worst = max(worst, float(numpy.max(numpy.abs(a - b))))
+    return f"forward and backward, float32, max |difference| {worst:.1e}"
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _model_and_batch(device, batch: int):
+    import minires as mr
+
+    from .models import get_model
+
+    mr.manual_seed(0)
+    rng = numpy.random.default_rng(0)
+    model = get_model("resnet20", num_classes=10).to(device)
+    x = mr.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(numpy.float32),
+                  device=device)
+    y = mr.tensor(rng.integers(0, 10, batch), device=device)
+    return model, x, y
+
+
+def _training_smoke(device, quick: bool):
+    import minires.nn.functional as F
+
+    from .optim import SGD
+
+    batch, steps = (8, 4) if quick else (64, 10)
+    model, x, y = _model_and_batch(device, batch)
+    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(steps):  # fitting one fixed batch: the loss has to fall
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    if not all(numpy.isfinite(losses)):
+        raise AssertionError(f"loss is not finite: {losses}")
+    if not losses[-1] < losses[0]:
+        raise AssertionError(f"loss did not fall over {steps} steps: {losses}")
+    return f"resnet20, batch {batch}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {steps} steps"
+
+
+def _save_load(device):
+    import minires as mr
+
+    from .models import get_model
+
+    model, x, _ = _model_and_batch(device, 4)
+    model.eval()
+    with mr.no_grad():
+        expected = backend.to_numpy(model(x).data)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.mr")
+        mr.save(model.state_dict(), path)
+        state = mr.load(path)  # map_location='cpu': NumPy arrays
+    for key, value in model.state_dict().items():
+        data = value.data if hasattr(value, "data") else value
+        loaded = state[key].data if hasattr(state[key], "data") else state[key]
+        if backend.device_of(loaded) != "cpu":
+            raise AssertionError(f"{key} did not load onto the CPU")
+        numpy.testing.assert_array_equal(backend.to_numpy(loaded), backend.to_numpy(data),
+                                         err_msg=key)
+    cpu_model = get_model("resnet20", num_classes=10)
+    cpu_model.load_state_dict(state)
+    cpu_model.eval()
+    with mr.no_grad():
+        got = cpu_model(x.to("cpu")).data
+    numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    return f"{len(state)} entries saved on {device}, loaded on cpu; eval outputs agree"
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_checks(device: str = "cuda", quick: bool = False) -> list:
+    """Run every check on ``device``; return a list of ``Result``."""
+    from .cuda import KERNELS
+
+    results: list = []
+    rng = numpy.random.default_rng(0)
+    for name, fn, arrays in _gradient_cases(rng):
+        _run(results, f"gradcheck {name}",
+             lambda fn=fn, arrays=arrays: _gradient_check(device, fn, arrays))
+    for helper in KERNELS:
+        _run(results, f"kernel vs reference: {helper}",
+             lambda helper=helper: _kernel_parity(device, helper))
+    for name in ("conv2d", "max_pool2d", "batch_norm", "cross_entropy"):
+        _run(results, f"NumPy vs CuPy: {name}",
+             lambda name=name: _numpy_vs_device(name) if device == "cuda"
+             else "SKIP: compares the CPU with the GPU (--device cuda)")
+    _run(results, "training smoke test", lambda: _training_smoke(device, quick))
+    _run(results, f"save on {device}, load on cpu", lambda: _save_load(device))
+    return results
+
+
+def format_table(results) -> str:
+    width = max(len(r.check) for r in results)
+    lines = [f"{'check':<{width}}  result  {'time':>6}  detail", "-" * (width + 40)]
+    for r in results:
+        lines.append(f"{r.check:<{width}}  {r.status:<6}  {r.seconds:>5.1f}s  {r.detail}")
+    counts = {s: sum(r.status == s for r in results) for s in ("PASS", "FAIL", "SKIP")}
+    lines.append(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minires.selftest",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                        help="where to run the checks (default: cuda)")
+    parser.add_argument("--quick", action="store_true", help="a smaller training smoke test")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not backend.cuda.is_available():
+        reason = ("CuPy is not installed" if backend.cupy is None
+                  else "CuPy finds no CUDA GPU")
+        print(f"minires selftest: no GPU to test ({reason}). Nothing was checked on CUDA; "
+              "run `python -m minires.selftest --device cpu` for the CPU checks.")
+        return 0
+    import minires
+
+    if args.device == "cuda":
+        name = backend.cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        where = f"cuda ({name.decode() if isinstance(name, bytes) else name}, " \
+                f"CuPy {backend.cupy.__version__})"
+    else:
+        where = "cpu"
+    print(f"minires {minires.__version__} selftest on {where}, NumPy {numpy.__version__}, "
+          f"kernels {'on' if backend.kernels_enabled() else 'off'}")
+    results = run_checks(args.device, quick=args.quick)
+    print(format_table(results))
+    for r in results:
+        if r.status == "FAIL":
+            print(f"\nFAIL {r.check}:\n  {r.detail}")
+    return 1 if any(r.status == "FAIL" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
