@@ -52,7 +52,7 @@ def cupy_function(source: Source, expression: str):
     module = _modules.get(source.code)
     if module is None:
         module = backend.cupy.RawModule(code=source.code,
-                                        name_expressions=source.name_expressions)
+                                        name_expressions=list(source.name_expressions))
         _modules[source.code] = module
     return module.get_function(expression)
 
