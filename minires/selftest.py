@@ -141,8 +141,9 @@ def _kernel_parity(device, helper):
 # --------------------------------------------------------------------------- devices
 
 
-def _numpy_vs_device(name: str):
-    """The same float32 op on the CPU and on the GPU: outputs and input gradients agree."""
+def _numpy_vs_device(name: str, devices=("cpu", "cuda")):
+    """The same float32 op on the CPU and on the GPU: outputs and input gradients agree.
+    (``devices=("cpu", "cpu")`` runs the comparison itself where there is no GPU.)"""
     import minires as mr
     import minires.nn.functional as F
 
@@ -160,17 +161,17 @@ def _numpy_vs_device(name: str):
     fn, shapes = ops[name]
     arrays = [rng.standard_normal(s).astype(numpy.float32) for s in shapes]
     upstream = None
-    outputs = {}
-    for device in ("cpu", "cuda"):
+    outputs = []
+    for device in devices:
         inputs = [mr.tensor(a, device=device, requires_grad=True) for a in arrays]
         y = fn(*inputs)
         if upstream is None:
             upstream = rng.standard_normal(y.shape).astype(numpy.float32)
         y.backward(mr.tensor(upstream, device=device))
-        outputs[device] = [backend.to_numpy(y.data)] + [backend.to_numpy(t.grad.data)
-                                                        for t in inputs]
+        outputs.append([backend.to_numpy(y.data)] + [backend.to_numpy(t.grad.data)
+                                                     for t in inputs])
     worst = 0.0
-    for k, (a, b) in enumerate(zip(outputs["cpu"], outputs["cuda"])):
+    for k, (a, b) in enumerate(zip(*outputs)):
         what = "output" if k == 0 else f"gradient of input {k - 1}"
         numpy.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5,
                                       err_msg=f"{name}: {what}, CuPy against NumPy")

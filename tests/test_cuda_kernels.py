@@ -307,6 +307,14 @@ def test_selftest_on_cpu(host_built):
     assert results and not failed, selftest.format_table(results)
 
 
+@pytest.mark.parametrize("op", ["conv2d", "max_pool2d", "batch_norm", "cross_entropy"])
+def test_selftest_device_comparison_runs(op):
+    """The selftest's NumPy-vs-CuPy check, run CPU against CPU: its code path works."""
+    from minires import selftest
+
+    assert "max |difference| 0.0e+00" in selftest._numpy_vs_device(op, ("cpu", "cpu"))
+
+
 # --------------------------------------------------------------------------- on the GPU
 
 
