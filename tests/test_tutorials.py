@@ -54,6 +54,22 @@ EXPECTED = {
         "eval  mode: image 0's logits differ between the two batches by up to 0.0000",
         "train mode, one class per batch",
     ],
+    "08_resnet_cifar10.py": [
+        "same outputs after copying the weights: max difference 0.0",
+        "ResNet-20 after 1 epochs",
+        "checkpoint.mr  exists: True",
+    ],
+    "09_gpu_and_kernels.py": [
+        "GPU: ",
+        "the kernel's index arithmetic matches minires.ops.conv.im2col",
+        "relu_backward_raw",  # the kernel source is shown with or without a GPU
+    ],
+    "10_fine_tuning.py": [
+        "missing keys (left as initialised): ['head.weight', 'head.bias']",
+        "features identical to the ones loaded by hand: True | same trainable parameters: True",
+        "frozen BatchNorm running_mean unchanged: True",
+        "task B, fine-tune everything",
+    ],
 }
 
 
