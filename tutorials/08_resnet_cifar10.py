@@ -217,7 +217,7 @@ print(f"ResNet-20 after {epochs} epochs on {len(train_set)} images: "
 #
 # The learning curves, and a confusion matrix: row = true class, column = predicted
 # class. The diagonal holds the correct answers; the bright off-diagonal cells show
-# which classes the network confuses (often cat and dog, or automobile and truck).
+# which classes the network confuses.
 
 # %%
 fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
