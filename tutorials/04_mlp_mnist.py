@@ -225,8 +225,8 @@ print(f"nn.Module MLP with momentum: test accuracy {test_accs[-1]:.1%} after {ep
 # %% [markdown]
 # ## 5. Looking at the results
 #
-# Loss curves of both versions (the one with momentum usually falls faster), and the
-# test digits the model gets wrong, with its guess and its confidence.
+# Loss curves of both versions (plain SGD, and SGD with momentum), and the test digits
+# the model gets wrong, with its guess and its confidence.
 
 
 # %%

@@ -296,10 +296,10 @@ print(f"simulated threads: the kernel's index arithmetic matches minires.ops.con
 # environment variable `MINIRES_KERNELS=0`) switches every kernel off, which is how you
 # find out whether a wrong result comes from a kernel.
 #
-# `import minires` registers minires's own kernels (`minires.cuda.KERNELS`) when CuPy
-# is installed. The cell below replaces its im2col kernel with ours, checks
-# `F.conv2d` with kernels on and off, times the three versions of im2col, and puts
-# minires's kernel back.
+# Importing `minires.cuda` (done at the top of this notebook) registers minires's own
+# kernels (`minires.cuda.KERNELS`) when CuPy is installed. The cell below replaces its
+# im2col kernel with ours, checks `F.conv2d` with kernels on and off, times the three
+# versions of im2col, and puts minires's kernel back.
 
 
 # %%
