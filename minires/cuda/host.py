@@ -126,9 +126,10 @@ def build(source, directory=None):
     stem = os.path.join(directory, "kernels_" + hashlib.sha1(code.encode()).hexdigest()[:12])
     with open(stem + ".cpp", "w") as f:
         f.write(code)
-    # -ffp-contract=off: no fused multiply-add, so float results round like numpy's
-    command = [cxx, "-std=c++17", "-O1", "-ffp-contract=off", "-Wall", "-Werror", "-shared",
-               "-fPIC", "-o", stem + ".so", stem + ".cpp"]
+    # -ffp-contract=off: no fused multiply-add, so float results round like numpy's.
+    # (Warnings are nvcc's job, in the tests: host compilers differ in what they flag.)
+    command = [cxx, "-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC",
+               "-o", stem + ".so", stem + ".cpp"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
