@@ -102,6 +102,12 @@ def _info(args) -> None:
           "cifar10-sample and mnist-sample ship with minires")
 
 
+def _course_parsers(commands) -> None:
+    from .course.cli import add_parsers
+
+    add_parsers(commands)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="minires", description="minires: learn deep "
                                      "learning by building it.")
@@ -116,6 +122,7 @@ def main(argv=None) -> None:
     demo = commands.add_parser("demo", help="train a tiny CNN made of minires ops and watch "
                                "its loss fall")
     demo.add_argument("--steps", type=int, default=150)
+    _course_parsers(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -124,6 +131,10 @@ def main(argv=None) -> None:
             _eval(args)
         elif args.command == "info":
             _info(args)
+        elif args.command in ("grade", "make-student-copy"):
+            from .course.cli import run
+
+            sys.exit(run(args))
         else:
             from .demo import run_demo
 
