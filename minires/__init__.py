@@ -9,8 +9,15 @@ training loop behind the ``minires`` command.
 
 import numpy as _numpy
 
-from . import data, models, nn, ops, optim  # noqa: F401
-from .backend import cuda, manual_seed, use_kernels
+from . import (  # noqa: F401
+    cuda,  # importing it registers the CUDA kernels when CuPy is present
+    data,
+    models,
+    nn,
+    ops,
+    optim,
+)
+from .backend import manual_seed, use_kernels
 from .gradcheck import GradcheckError, gradcheck
 from .ops import cat, exp, log, matmul, max, mean, sqrt, sum
 from .serialization import load, save
