@@ -102,6 +102,98 @@ def _info(args) -> None:
           "cifar10-sample and mnist-sample ship with minires")
 
 
+def _gradients_parser(commands) -> None:
+    p = commands.add_parser(
+        "gradients", help="gradient-flow experiments: plain vs ResNet, deep MLPs, degradation",
+        description="See how gradients flow through deep networks. Each experiment writes "
+        "its figures (PNG and SVG) and the numbers behind them (JSON, text) into --out.")
+    experiments = p.add_subparsers(dest="experiment", required=True)
+
+    def common(q, out: str, batch_size: int) -> None:
+        q.add_argument("--batch-size", type=int, default=batch_size)
+        q.add_argument("--device", default="cpu", help="cpu or cuda")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--out", default=out, help="output folder (default: %(default)s)")
+
+    r = experiments.add_parser(
+        "resnet", help="plain-N vs ResNet-N at initialisation: gradient norm per block",
+        description="One forward and backward pass at initialisation (Kaiming init, "
+        "BatchNorm in training mode, random labels) of plain-N and ResNet-N; the gradient "
+        "norm at every block's output and the first/last ratio.")
+    r.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
+    r.add_argument("--variants", nargs="+", default=["bn", "no-bn", "zero-init"],
+                   choices=["bn", "no-bn", "zero-init", "no-bn-zero-init"],
+                   help="with BatchNorm, without, and ResNets with zero_init_residual "
+                   "(default: %(default)s)")
+    r.add_argument("--image-size", type=int, default=32)
+    r.add_argument("--data", default="random", choices=["random", "cifar10-sample"],
+                   help="standard normal noise images, or real sample images")
+    common(r, os.path.join("runs", "gradients", "resnet"), 128)
+
+    m = experiments.add_parser(
+        "mlp", help="deep MLP: sigmoid / tanh / ReLU / ReLU + shortcuts, with and without BN",
+        description="The classic vanishing gradient: one forward and backward pass at "
+        "initialisation of deep MLPs with each activation, with and without BatchNorm.")
+    m.add_argument("--depth", type=int, default=20, help="hidden layers")
+    m.add_argument("--width", type=int, default=256)
+    m.add_argument("--data", default="random", choices=["random", "mnist-sample"])
+    common(m, os.path.join("runs", "gradients", "mlp"), 128)
+
+    d = experiments.add_parser(
+        "degradation", help="train plain-20/56 and ResNet-20/56 the same way: error curves",
+        description="The degradation problem (He et al. 2015, Figure 6): the same short "
+        "training run for each model; training (dashed) and test (bold) error per epoch, "
+        "and a depth-by-step heat map of each run's gradient norms.")
+    d.add_argument("--models", nargs="+", default=["plain20", "plain56", "resnet20",
+                                                   "resnet56"])
+    d.add_argument("--dataset", default="cifar10-sample",
+                   help="cifar10-sample (ships with minires) or cifar10 (default: %(default)s)")
+    d.add_argument("--data-root", default=None)
+    d.add_argument("--epochs", type=int, default=8)
+    d.add_argument("--lr", type=float, default=0.1)
+    d.add_argument("--limit-train", type=int, default=None)
+    d.add_argument("--limit-test", type=int, default=None)
+    d.add_argument("--image-size", type=int, default=32,
+                   help="average images down to this size (16: 4x cheaper runs)")
+    d.add_argument("--augment", action="store_true", help="random crop and flip")
+    d.add_argument("--monitor-every", type=int, default=5,
+                   help="record the gradient flow every N steps")
+    d.add_argument("--progress", action="store_true")
+    common(d, os.path.join("runs", "gradients", "degradation"), 64)
+
+    o = experiments.add_parser(
+        "model", help="the gradient profile of one model, at init or from a checkpoint")
+    o.add_argument("--model", default="resnet56", help="a model name (default: %(default)s; "
+                   "with --checkpoint, the checkpoint's model)")
+    o.add_argument("--checkpoint", default=None, help="a checkpoint.mr of minires train")
+    o.add_argument("--layers", default=None, help="'blocks' or 'weights' (default: blocks "
+                   "if the model has any)")
+    o.add_argument("--image-size", type=int, default=32)
+    o.add_argument("--data", default="random", choices=["random", "cifar10-sample"])
+    common(o, os.path.join("runs", "gradients", "model"), 128)
+
+
+def _gradients(args) -> None:
+    from .inspect import experiments as E
+
+    if args.experiment == "resnet":
+        result = E.plain_vs_resnet(args.depths, args.variants, args.batch_size,
+                                   args.image_size, args.data, args.seed, args.device,
+                                   args.out)
+    elif args.experiment == "mlp":
+        result = E.deep_mlp(args.depth, args.width, (False, True), args.batch_size,
+                            args.data, args.seed, args.device, args.out)
+    elif args.experiment == "degradation":
+        result = E.degradation(args.models, args.epochs, args.dataset, args.batch_size,
+                               args.lr, args.limit_train, args.limit_test, args.image_size,
+                               args.augment, args.monitor_every, args.seed, args.device,
+                               args.data_root, args.out, args.progress)
+    else:
+        result = E.profile_model(args.model, args.checkpoint, args.layers, args.batch_size,
+                                 args.image_size, args.data, args.seed, args.device, args.out)
+    print("wrote " + ", ".join(result["files"]))
+
+
 def _course_parsers(commands) -> None:
     from .course.cli import add_parsers
 
@@ -123,6 +215,7 @@ def main(argv=None) -> None:
                                "its loss fall")
     demo.add_argument("--steps", type=int, default=150)
     _course_parsers(commands)
+    _gradients_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -131,6 +224,8 @@ def main(argv=None) -> None:
             _eval(args)
         elif args.command == "info":
             _info(args)
+        elif args.command == "gradients":
+            _gradients(args)
         elif args.command in ("grade", "make-student-copy"):
             from .course.cli import run
 
