@@ -54,10 +54,17 @@ EXPECTED = {
         "eval  mode: image 0's logits differ between the two batches by up to 0.0000",
         "train mode, one class per batch",
     ],
+    "07_residual_vanishing_gradient.py": [
+        "inspect agrees with the hand-written hooks: True",
+        "sigmoid + shortcuts",
+        "the gradient still reaches x through the shortcut: True",
+        "residual 20-layer tanh MLP",
+    ],
     "08_resnet_cifar10.py": [
         "same outputs after copying the weights: max difference 0.0",
         "ResNet-20 after 1 epochs",
         "checkpoint.mr  exists: True",
+        "resumable from epoch 1",
     ],
     "09_gpu_and_kernels.py": [
         "GPU: ",

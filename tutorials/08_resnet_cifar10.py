@@ -22,8 +22,8 @@
 #
 # **Which minires files it re-derives.** `minires/models/resnet.py` (`BasicBlock`, the
 # parameter-free "option A" shortcut `ZeroPadShortcut`, `ResNet` with the CIFAR stem)
-# and `minires/train/loop.py` (`train_one_epoch`, `evaluate`, `fit`); section 6 runs
-# `minires/train/recipe.py`, the recipe behind the `minires train` command.
+# and `minires/train/loop.py` (`train_one_epoch`, `evaluate`, and `fit`, the loop
+# behind the `minires train` command).
 #
 # This notebook trains on the CIFAR-10 sample that ships with minires (2,000 training
 # and 1,000 test images) on the CPU, so expect modest accuracy: the point is the
@@ -42,7 +42,7 @@ import minires.nn as nn
 import minires.nn.functional as F
 from minires.data import CIFAR10, DataLoader, TensorDataset
 from minires.data import transforms as T
-from minires.train import evaluate, run_training
+from minires.train import evaluate, fit, load_checkpoint
 
 mr.manual_seed(0)
 
@@ -56,8 +56,8 @@ train_set, test_set = CIFAR10(sample=True), CIFAR10(train=False, sample=True)
 classes = train_set.classes
 print(train_set, "|", test_set)
 if _common.FAST:  # a quick end-to-end check: a few hundred images
-    train_set = TensorDataset(train_set.data[:128], train_set.targets[:128], classes=classes)
-    test_set = TensorDataset(test_set.data[:200], test_set.targets[:200], classes=classes)
+    train_set = TensorDataset(train_set.data[:64], train_set.targets[:64], classes=classes)
+    test_set = TensorDataset(test_set.data[:100], test_set.targets[:100], classes=classes)
     print("fast mode: using", len(train_set), "training and", len(test_set), "test images")
 
 fig, axes = plt.subplots(2, 8, figsize=(10, 3))
@@ -90,7 +90,7 @@ normalize = T.Normalize(T.CIFAR10_MEAN, T.CIFAR10_STD)
 batch_size = _common.pick(128, 32)
 train_loader = DataLoader(train_set, batch_size, shuffle=True, seed=0,
                           transform=T.Compose([augment, normalize]))
-test_loader = DataLoader(test_set, 200, transform=normalize)  # no augmentation at test time
+test_loader = DataLoader(test_set, 250, transform=normalize)  # no augmentation at test time
 
 # %% [markdown]
 # ## 3. ResNet-20, block by block
@@ -251,23 +251,37 @@ for (r, c), v in np.ndenumerate(confusion):
 _common.show(fig, "08_confusion")
 
 # %% [markdown]
-# ## 6. The same with one call: `run_training`
+# ## 6. The same loop, with logs and checkpoints: `fit`
 #
-# `minires.train.run_training(**config)` is the recipe behind the `minires train`
-# command: it builds the loaders (with the augmentation above), the model, SGD and
-# the schedule from a plain dict, and runs `minires.train.fit`, which adds what a real
-# run needs: a metrics log (`metrics.jsonl`, one JSON line per epoch), a checkpoint
-# after every epoch and on Ctrl-C (`checkpoint.mr`, resumable exactly), and the curves
-# as a PNG. A short run on the sample, to show the outputs:
+# `minires.train.fit` runs the loop of section 4 and adds what a real run needs: a
+# progress bar, a metrics log (`metrics.jsonl`, one JSON line per epoch), a checkpoint
+# after every epoch and on Ctrl-C (`checkpoint.mr`: model, optimizer, scheduler, where
+# the data loader stands and the random generators, so a run resumes exactly), and the
+# curves as a PNG. A short run with a fresh model, to show the outputs:
 
 # %%
-result = run_training(model="resnet20", dataset="cifar10-sample", epochs=1,
-                      batch_size=64, limit_train=_common.pick(512, 64), schedule="constant",
-                      lr=0.05, out=os.path.join(_common.OUT, "08_run"), progress=False)
-print(f"run_training: test accuracy {result['test_acc']:.1%} after one short epoch")
-for key in ("checkpoint", "log", "plot"):
-    print(f"  {key:10s} {result[key]}  exists: {os.path.exists(result[key])}")
+mr.manual_seed(0)
+short_model = mr.models.resnet20()
+short_optimizer = mr.optim.SGD(short_model.parameters(), lr=0.05, momentum=0.9,
+                               weight_decay=1e-4)
+run_dir = os.path.join(_common.OUT, "08_run")
+short_history = fit(short_model, short_optimizer, train_loader, test_loader, epochs=1,
+                    out_dir=run_dir, progress=False)
+print(f"fit: test accuracy {short_history[-1]['test_acc']:.1%} after one epoch")
+for name in ("checkpoint.mr", "metrics.jsonl", "curves.png"):
+    path = os.path.join(run_dir, name)
+    print(f"  {name:14s} exists: {os.path.exists(path)}")
+print("resumable from epoch", load_checkpoint(os.path.join(run_dir, "checkpoint.mr"))["epoch"])
 
+# %% [markdown]
+# One step further, `minires.train.run_training(**config)` builds the loaders (with
+# the augmentation above), the model, SGD and the schedule from a plain dict and calls
+# `fit`; it is what the `minires train` command runs. On the sample:
+#
+# ```bash
+# minires train --model resnet20 --dataset cifar10-sample --epochs 30 --out runs/sample
+# ```
+#
 # %% [markdown]
 # ## 7. The full data set on a GPU
 #
