@@ -110,6 +110,28 @@ def test_fine_tuning_replaces_the_head_and_can_freeze_the_rest(tmp_path):
     assert trainable == ["fc.weight", "fc.bias"]
 
 
+def test_the_head_is_not_copied_even_with_as_many_classes(tmp_path):
+    source = run_training(**QUICK, epochs=1, out=str(tmp_path))
+    mr.manual_seed(7)
+    model = get_model("residual_mlp", num_classes=10)
+    fresh = model.fc.weight.detach().numpy().copy()
+    init_from(model, source["checkpoint"], freeze=False)
+    np.testing.assert_array_equal(model.fc.weight.detach().numpy(), fresh)  # a new head
+
+
+def test_frozen_batch_norm_keeps_its_running_statistics():
+    from minires.train.loop import train_mode
+
+    model = get_model("resnet20", num_classes=10)
+    model.requires_grad_(False)
+    model.fc.requires_grad_(True)
+    train_mode(model)
+    assert model.training and model.fc.training and not model.bn1.training
+    before = model.bn1.running_mean.numpy().copy()
+    model(mr.randn(4, 3, 32, 32))
+    np.testing.assert_array_equal(model.bn1.running_mean.numpy(), before)
+
+
 def test_cli_train_then_eval(tmp_path, capsys):
     out = str(tmp_path / "run")
     main(["train", "--model", "residual_mlp", "--dataset", "mnist-sample", "--epochs", "1",

@@ -181,22 +181,18 @@ print(f"trainable: {trainable} ({n_trainable:,} of {total:,} parameters)")
 # %% [markdown]
 # `minires.train.recipe.init_from(model, checkpoint, freeze)` does these steps for
 # you: it finds the head as the model's last `Linear` layer (`classifier_name`), copies
-# every weight except a head *of another shape*, and with `freeze=True` turns off every
-# gradient but the head's. The `minires train` command exposes it as `--init-from` and
-# `--freeze`.
+# every weight except the head's, and with `freeze=True` turns off every gradient but
+# the head's. The `minires train` command exposes it as `--init-from` and `--freeze`.
 #
-# Note the "of another shape": here both tasks have five classes, so `init_from` also
-# copies task A's head. It cannot know that our five classes are different digits.
-# When they are, reset the head yourself (`reset_parameters()` draws a fresh
-# initialisation, as the constructor did).
+# It never copies the head, even here where both tasks have five classes: the old head
+# maps features to task A's digits, which mean nothing for task B.
 
 # %%
 mr.manual_seed(1)
 via_recipe = Net(num_classes=5)
 init_from(via_recipe, checkpoint, freeze=True)
-print("init_from copied the head as well (same shape):",
-      np.array_equal(via_recipe.head.weight.data, pretrained.head.weight.data))
-via_recipe.head.reset_parameters()  # new classes: a fresh head
+print("init_from left the head as initialised (not task A's):",
+      not np.array_equal(via_recipe.head.weight.data, pretrained.head.weight.data))
 print("features identical to the ones loaded by hand:",
       all(np.array_equal(a.data, b.data) for a, b in zip(model.features.parameters(),
                                                         via_recipe.features.parameters())),
@@ -216,7 +212,8 @@ print("features identical to the ones loaded by hand:",
 # but in train mode BatchNorm still updates its running statistics, which are buffers,
 # not parameters. The training function above therefore puts the frozen features in
 # eval mode (`model.features.eval()` after `model.train()`), so they stay exactly as
-# pre-trained.
+# pre-trained. (`minires.train.fit` does the same for every BatchNorm layer whose
+# weights are frozen.)
 
 # %%
 epochs_b = _common.pick(15, 4)
@@ -227,14 +224,12 @@ curves = {"from scratch": train(scratch, task_b_train, task_b_test, epochs_b)}
 mr.manual_seed(1)
 finetuned = Net(num_classes=5)
 init_from(finetuned, checkpoint, freeze=False)
-finetuned.head.reset_parameters()
 curves["fine-tune everything"] = train(finetuned, task_b_train, task_b_test, epochs_b,
                                        lr=0.01)
 
 mr.manual_seed(1)
 frozen = Net(num_classes=5)
 init_from(frozen, checkpoint, freeze=True)
-frozen.head.reset_parameters()
 running_before = frozen.features[1].running_mean.data.copy()
 curves["frozen features"] = train(frozen, task_b_train, task_b_test, epochs_b,
                                   frozen_features=True)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .. import no_grad
 from ..nn import functional as F
+from ..nn.norm import _BatchNorm
 from .checkpoint import save_checkpoint
 
 
@@ -36,9 +37,20 @@ def evaluate(model, loader) -> dict:
     return {"loss": float(loss_sum) / count, "acc": float(correct) / count}
 
 
+def train_mode(model) -> None:
+    """``model.train()``, except BatchNorm layers whose weights are frozen: a frozen
+    layer should not drift, so its running statistics stay fixed as well."""
+    model.train()
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, _BatchNorm) and params and not any(p.requires_grad
+                                                                  for p in params):
+            module.eval()
+
+
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_per_batch: bool = False,
                     progress=None, log_every: int = 20) -> dict:
-    model.train()
+    train_mode(model)
     loss_sum = correct = 0  # device scalars: no host sync per batch
     count = 0
     start = time.perf_counter()

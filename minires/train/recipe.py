@@ -97,12 +97,15 @@ def classifier_name(model) -> str:
 
 
 def init_from(model, path: str, freeze: bool) -> None:
-    """Fine-tuning: copy every weight of a checkpoint except a head of another shape."""
+    """Fine-tuning: copy every weight of a checkpoint except its classifier head.
+
+    The head stays as the model initialised it: it belongs to the old task, even when
+    the new task happens to have as many classes. With ``freeze`` only the head trains
+    (and ``fit`` keeps the frozen BatchNorm layers' running statistics fixed too).
+    """
     state = load_checkpoint(path)["model"]
-    own = model.state_dict()
     head = classifier_name(model)
-    kept = {k: v for k, v in state.items() if not (k.startswith(head + ".")
-                                                    and tuple(v.shape) != own[k].shape)}
+    kept = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     model.load_state_dict(kept, strict=False)
     if freeze:
         model.requires_grad_(False)
