@@ -195,9 +195,9 @@ def test_the_correct_ops_pass_the_same_checks():
     assert mr.gradcheck(bn(BatchNorm), [x, w, c])
 
 
-def test_an_all_ones_upstream_gradient_would_miss_the_batch_norm_bug():
-    """Why gradcheck draws a random upstream gradient: with gy = 1 the missing mean term
-    is invisible, because it multiplies sum(gy * xhat) = sum(xhat) = 0."""
+def test_an_all_ones_upstream_gradient_would_miss_the_batch_norm_variance_bug():
+    """Why gradcheck draws a random upstream gradient: with gy = 1 the missing variance
+    term is invisible, because it multiplies sum(gy * xhat) = sum(xhat) = 0."""
     rng = np.random.default_rng(0)
     x, w, c = t64(rng, 4, 3, 2, 2), t64(rng, 3), t64(rng, 3)
     grads = []

@@ -109,6 +109,12 @@ def test_float32_stays_float32_with_python_scalars():
         assert y.dtype == np.float32
 
 
+def test_integer_tensors_promote_to_the_floating_dtype_as_in_pytorch():
+    assert (mr.tensor([1, 2]) * 0.5).dtype == np.float32
+    assert (mr.tensor([1, 2]) + mr.randn(2)).dtype == np.float32
+    assert (mr.randn(2).double() - mr.tensor([1, 2])).dtype == np.float64
+
+
 def test_ints_follow_numpy_and_cannot_require_grad():
     assert mr.tensor([1, 2]).dtype == np.int64
     assert mr.tensor([1.5]).dtype == np.float32

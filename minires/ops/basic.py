@@ -24,15 +24,22 @@ def sum_to(xp, g, shape):
 
 
 def binary_operands(a, b):
-    """Two tensors from two operands, turning a Python number into the other's dtype.
+    """Two tensors from two operands, with PyTorch's promotion rather than NumPy's.
 
-    Without this, ``x * 2`` on float32 data would silently compute in float64.
+    A Python number takes the other operand's dtype, and an integer tensor meeting a
+    floating one takes the floating dtype: without this, ``x * 2`` or ``int64 + float32``
+    would silently compute in float64.
     """
     if isinstance(a, numbers.Number) and isinstance(b, Tensor):
         a = Tensor(backend.array_module(b.data).asarray(a, dtype=_result_dtype(b, a)))
     if isinstance(b, numbers.Number) and isinstance(a, Tensor):
         b = Tensor(backend.array_module(a.data).asarray(b, dtype=_result_dtype(a, b)))
-    return as_tensor(a), as_tensor(b)
+    a, b = as_tensor(a), as_tensor(b)
+    if a.dtype.kind in "biu" and b.dtype.kind == "f":  # integers never require grad
+        a = Tensor(a.data.astype(b.dtype))
+    elif b.dtype.kind in "biu" and a.dtype.kind == "f":
+        b = Tensor(b.data.astype(a.dtype))
+    return a, b
 
 
 def _result_dtype(t: Tensor, number):
