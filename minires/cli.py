@@ -44,8 +44,7 @@ def _train_parser(commands) -> None:
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue a run from its checkpoint.mr")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                   help="fine-tune: start from these weights (a head of another size is "
-                   "replaced)")
+                   help="fine-tune: start from these weights, with a new classifier head")
     p.add_argument("--freeze", action="store_true",
                    help="with --init-from: train only the classifier head")
     p.add_argument("--no-progress", dest="progress", action="store_false")
