@@ -8,15 +8,20 @@ import numpy as np
 
 
 def median_seconds(steps: list, repeats: int, warmup: int = 2) -> list:
-    """Median wall-clock seconds of each step. The steps take turns within every repeat,
-    so a busy machine slows them alike and their ratio stays fair."""
-    for _ in range(warmup):
-        for step in steps:
+    """Median wall-clock seconds of each step, measured one step after the other.
+
+    Not interleaved: after a call, OpenBLAS (NumPy) and OpenMP (PyTorch) keep their
+    worker threads spinning for a while, which would slow whichever framework runs
+    next on a 2-core machine. Run benchmarks on an otherwise idle machine.
+    """
+    results = []
+    for step in steps:
+        for _ in range(warmup):
             step()
-    times = [[] for _ in steps]
-    for _ in range(repeats):
-        for step, record in zip(steps, times):
+        times = []
+        for _ in range(repeats):
             start = time.perf_counter()
             step()
-            record.append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
+            times.append(time.perf_counter() - start)
+        results.append(float(np.median(times)))
+    return results
