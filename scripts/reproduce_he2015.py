@@ -26,6 +26,8 @@ accuracy, final training error, and the command. Every number in a row is read f
 run that just finished (its metrics history and a wall clock around it); a run that
 fails or is interrupted writes no row. The paper's figures appear only as the target a
 row is compared with, labelled "paper". ``--smoke`` rows are marked as smoke tests.
+When both plain-20 and plain-56 (or both ResNets) finished, the comparison of the pair
+goes to ``OUT/degradation.md``.
 """
 
 from __future__ import annotations
@@ -133,13 +135,18 @@ def row(config: dict, observed: dict, device: str, smoke: bool) -> str:
             f"`{train_command(config)}` |\n")
 
 
-def append(path: str, text: str) -> None:
+def append_text(path: str, text: str) -> None:
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    new = not os.path.exists(path) or os.path.getsize(path) == 0
     with open(path, "a") as f:
-        f.write((HEADER if new else "") + text)
+        f.write(text)
+
+
+def append(path: str, text: str) -> None:
+    """Append a row to the results table, writing the table's header into a new file."""
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    append_text(path, (HEADER if new else "") + text)
 
 
 def degradation_line(observed: dict, device: str) -> str | None:
@@ -157,7 +164,7 @@ def degradation_line(observed: dict, device: str) -> str | None:
                 f"{'WORSE (degradation)' if worse else 'not worse'}")
     if not lines:
         return None
-    return f"\nOn {device}: " + "; ".join(lines) + ".\n"
+    return f"On {device}: " + "; ".join(lines) + ".\n"
 
 
 def main(argv=None) -> int:
@@ -230,8 +237,11 @@ def main(argv=None) -> int:
         print(line, end="")
     summary = degradation_line(observed, device)
     if summary and not args.smoke:
-        append(results, summary)
-        print(summary, end="")
+        # its own file: appended to the results table it would end the table, and the
+        # rows of later runs would no longer be part of it
+        summary_file = os.path.join(args.out, "degradation.md")
+        append_text(summary_file, summary)
+        print(summary + f"(also in {summary_file})")
     return 1 if failed else 0
 
 

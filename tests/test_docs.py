@@ -138,14 +138,49 @@ def test_teaching_page_lists_every_assignment():
                 assert f"`{t.qualname}`" in row and f"`minires/{t.path}`" in row, (a, t)
 
 
-def test_results_table_has_the_reproduction_script_columns():
+def reproduce_script():
     spec = importlib.util.spec_from_file_location("reproduce_he2015",
                                                   ROOT / "scripts" / "reproduce_he2015.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def assert_only_rows_follow(text: str, header: str) -> None:
+    """Rows appended after the header must stay part of the markdown table."""
+    after = text.split(header, 1)[1]
+    for line in after.splitlines():
+        assert line.startswith("|"), f"not a table row after the header: {line!r}"
+
+
+def test_results_table_has_the_reproduction_script_columns():
+    script = reproduce_script()
     text = read("results.md")
     assert script.HEADER in text, "docs/results.md must end with the script's table header"
-    after = text.split(script.HEADER, 1)[1]
-    # only rows (and the script's summary lines) may follow, so appended rows join the table
-    for line in after.splitlines():
-        assert not line.strip() or line.startswith("|") or line.startswith("On "), line
+    assert_only_rows_follow(text, script.HEADER)
+
+
+def test_reproduction_script_keeps_the_table_whole(tmp_path, monkeypatch):
+    """Two invocations, each finishing plain-20 and plain-56: four rows in one table, and
+    the degradation comparisons in their own file."""
+    script = reproduce_script()
+
+    def fake_run(config):
+        deep = config["model"] == "plain56"
+        history = [{"epoch": 1, "test_acc": 0.80 if deep else 0.90,
+                    "train_acc": 0.85 if deep else 0.95, "seconds": 1.0}]
+        return {"wall": 1.0, "resumed": False, "first_epoch_here": 1, "history": history,
+                "final_test_acc": history[-1]["test_acc"], "best_test_acc": 0.9,
+                "final_train_error": 1 - history[-1]["train_acc"], "train_seconds": 1.0}
+
+    monkeypatch.setattr(script, "run_one", fake_run)
+    results = tmp_path / "results.md"
+    for _ in range(2):
+        assert script.main(["--models", "plain20,plain56", "--device", "cpu", "--out",
+                            str(tmp_path / "runs"), "--results", str(results)]) == 0
+    text = results.read_text()
+    assert_only_rows_follow(text, script.HEADER)
+    assert text.count("| plain56 |") == 2 and text.count("| plain20 |") == 2
+    summary = (tmp_path / "runs" / "degradation.md").read_text().splitlines()
+    assert len(summary) == 2 and "plain56 vs plain20" in summary[0], summary
+    assert "WORSE (degradation)" in summary[0], summary

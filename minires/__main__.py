@@ -1,0 +1,4 @@
+"""``python -m minires ...`` runs the ``minires`` command (for when it is not on PATH)."""
+from .cli import main
+
+main()
