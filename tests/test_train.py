@@ -30,21 +30,24 @@ def test_resnet20_overfits_two_batches():
     y = mr.tensor(data.targets[:16])
     model = get_model("resnet20", num_classes=10)
     opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
-    accuracy = 0.0
-    for sweep in range(1, 61):
-        model.train()
+    for _ in range(30):
         for batch in (slice(0, 8), slice(8, 16)):
             loss = F.cross_entropy(model(x[batch]), y[batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
-        if sweep % 5 == 0:  # in eval mode, with the running BatchNorm statistics
-            model.eval()
-            with mr.no_grad():
-                accuracy = (model(x).argmax(dim=1) == y).numpy().mean()
-            if accuracy == 1.0:
-                break
-    assert accuracy == 1.0
+    # memorised: in training mode (batch statistics) every image is right, the loss ~0
+    with mr.no_grad():
+        for batch in (slice(0, 8), slice(8, 16)):
+            logits = model(x[batch])
+            assert F.cross_entropy(logits, y[batch]).item() < 0.01
+            assert (logits.argmax(dim=1) == y[batch]).numpy().all()
+        # in eval mode the running statistics of 8-image batches stand in for the
+        # batch's own: most images stay right (chance would be 10%), and which one or
+        # two flip depends on float32 rounding
+        model.eval()
+        accuracy = (model(x).argmax(dim=1) == y).numpy().mean()
+    assert accuracy >= 0.75, accuracy
 
 
 def test_resume_gives_the_same_weights_as_one_straight_run(tmp_path):

@@ -14,21 +14,33 @@ from ..backend import overridable
 from ..tensor import Function, Tensor, as_tensor
 
 
+def channel_sum(xp, a, b=None):
+    """Sum over every axis but the channel axis 1, of ``a`` or of ``a * b`` (without
+    forming the product) -> (C,). einsum rather than ``a.sum(axis=(0, 2, 3))``: NumPy
+    reduces over several non-adjacent axes about three times slower."""
+    axes = "nc" + "hwdefg"[:a.ndim - 2]  # 'nchw' for images, 'nc' for (N, C)
+    if b is None:
+        return xp.einsum(f"{axes}->c", a)
+    return xp.einsum(f"{axes},{axes}->c", a, b)
+
+
 @overridable
 def batch_norm_backward(xp, gy, xhat, scale, axes, training):
-    """-> (gx, gw, gb). ``scale`` is w / sqrt(var + eps), broadcastable like ``xhat``."""
-    gb = gy.sum(axis=axes, keepdims=True)
-    gx = gy * xhat  # a fresh buffer: reused below so each step writes no new array
-    gw = gx.sum(axis=axes, keepdims=True)
+    """-> (gx, gw, gb). ``scale`` is w / sqrt(var + eps), broadcastable like ``xhat``;
+    gw and gb keep the broadcastable shape of ``scale``. ``axes`` (every axis but the
+    channel axis 1) is what the CUDA kernel checks its layout against."""
+    shape = scale.shape  # (1, C, 1, 1) for images
+    gb = channel_sum(xp, gy).reshape(shape)
+    gw = channel_sum(xp, gy, xhat).reshape(shape)
     if training:
         # gx = scale * (gy - gb / M - xhat * gw / M)
         M = gy.size // gb.size  # values per channel
-        xp.multiply(xhat, gw / M, out=gx)
+        gx = xhat * (gw / M)
         gx += gb / M
         xp.subtract(gy, gx, out=gx)
         gx *= scale
     else:  # running statistics are constants
-        xp.multiply(gy, scale, out=gx)
+        gx = gy * scale
     return gx, gw, gb
 
 
@@ -39,11 +51,11 @@ class BatchNorm(Function):
         axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channel axis 1
         shape = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, 1) for images
         if training:
-            mean = x.mean(axis=axes, keepdims=True)
+            M = x.size // x.shape[1]  # values per channel
+            mean = (channel_sum(xp, x) / M).reshape(shape)
             xc = x - mean
-            var = xp.square(xc).mean(axis=axes, keepdims=True)
+            var = (channel_sum(xp, xc, xc) / M).reshape(shape)
             if running_mean is not None:  # updated in place, like PyTorch's buffers
-                M = x.size // x.shape[1]
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean.reshape(-1)
                 running_var *= 1 - momentum
