@@ -133,6 +133,10 @@ OPS = [
     OpInfo("conv2d_stride2_rect_kernel_no_bias",
            lambda x, w: F.conv2d(x, w, stride=(2, 1), padding=(1, 0)),
            inputs(normal(2, 2, 6, 5), normal(3, 2, 3, 2)), ("Conv2d",)),
+    # stride 1 takes the flipped-kernel path in backward, other strides col2im
+    OpInfo("conv2d_stride1_rect_kernel_uneven_padding",
+           lambda x, w: F.conv2d(x, w, padding=(0, 1)),
+           inputs(normal(2, 2, 5, 4), normal(3, 2, 3, 2)), ("Conv2d",)),
     OpInfo("conv2d_1x1_stride2", lambda x, w: F.conv2d(x, w, stride=2),
            inputs(normal(2, 3, 5, 5), normal(2, 3, 1, 1)), ("Conv2d",)),
     OpInfo("conv2d_dilation", lambda x, w: F.conv2d(x, w, padding=2, dilation=2),

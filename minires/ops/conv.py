@@ -88,12 +88,24 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx, gy):
         # y = w @ col + b  =>  gw = gy @ col^T,  gcol = w^T @ gy,  gb = sum of gy,
-        #                      gx = col2im(gcol)
+        #                      gx = col2im(gcol)  (for stride 1: a convolution, below)
         col, w = ctx.saved_tensors
         F, C, KH, KW = w.shape
+        N, _, H, W = ctx.x_shape
+        stride, (PH, PW), dilation = ctx.geometry
         gy2 = gy.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*OH*OW)
         gx = gw = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and stride == dilation == (1, 1) and PH < KH and PW < KW:
+            # With stride 1 the input gradient is itself a convolution: of gy, padded by
+            # K-1-P, with the kernel flipped and its channel axes swapped,
+            #   gx[n, c, h, w] = sum_{f,i,j} gy[n, f, h+P-i, w+P-j] * w[f, c, i, j].
+            # im2col + one matrix multiply: faster than col2im's KH*KW strided additions.
+            w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, KH, KW)
+            w_flipped = ctx.xp.ascontiguousarray(w_flipped).reshape(C, F * KH * KW)
+            gy_col = im2col(ctx.xp, gy, KH, KW, (1, 1), (KH - 1 - PH, KW - 1 - PW))
+            gx = w_flipped @ gy_col  # (C, N*H*W)
+            gx = gx.reshape(C, N, H, W).transpose(1, 0, 2, 3)  # (N, C, H, W)
+        elif ctx.needs_input_grad[0]:
             gcol = w.reshape(F, -1).T @ gy2  # (C*KH*KW, N*OH*OW)
             gx = col2im(ctx.xp, gcol, ctx.x_shape, KH, KW, *ctx.geometry)
         if ctx.needs_input_grad[1]:
