@@ -53,6 +53,22 @@ def _write(out, name: str, obj) -> str | None:
     return path
 
 
+def _report_ratios(profiles: dict, setting: dict, files: list, out, log) -> dict:
+    """Print the first/last ratio of every profile and write the numbers next to the
+    figures: ratios.txt (the table), ratios.json and profiles.json (every depth)."""
+    ratios = {label: p.ratio() for label, p in profiles.items()}
+    table = format_table(["model", "first/last ratio", "first", "last"],
+                         [[label, ratios[label], p["act_grad_norm"][0], p["act_grad_norm"][-1]]
+                          for label, p in profiles.items()])
+    _say(log, table)
+    files = files + [f for f in (
+        _write(out, "ratios.txt", table),
+        _write(out, "ratios.json", {"setting": setting, "ratios": ratios}),
+        _write(out, "profiles.json", {"setting": setting, "profiles": {
+            label: p.to_dict() for label, p in profiles.items()}})) if f]
+    return {"profiles": profiles, "ratios": ratios, "files": files}
+
+
 def _images(kind: str, n: int, shape: tuple, seed: int, device: str) -> Tensor:
     """A batch of inputs: standard normal noise ('random'), or the first ``n`` images of
     a shipped sample, normalised ('cifar10-sample' / 'mnist-sample')."""
@@ -113,19 +129,9 @@ def plain_vs_resnet(depths=(20, 56, 110), variants=("bn", "no-bn"), batch_size: 
                 title=f"Gradient norm at each block's output at initialisation, "
                 f"{description} (dashed: plain, solid: ResNet; batch {batch_size} of {data} "
                 f"{image_size}x{image_size} images)")
-    ratios = {label: p.ratio() for label, p in profiles.items()}
-    table = format_table(["model", "first/last ratio", "first", "last"],
-                         [[label, ratios[label], p["act_grad_norm"][0], p["act_grad_norm"][-1]]
-                          for label, p in profiles.items()])
-    _say(log, table)
     setting = {"depths": list(depths), "variants": list(variants), "batch_size": batch_size,
                "image_size": image_size, "data": data, "seed": seed}
-    files += [f for f in (
-        _write(out, "ratios.txt", table),
-        _write(out, "ratios.json", {"setting": setting, "ratios": ratios}),
-        _write(out, "profiles.json", {"setting": setting, "profiles": {
-            label: p.to_dict() for label, p in profiles.items()}})) if f]
-    return {"profiles": profiles, "ratios": ratios, "files": files}
+    return _report_ratios(profiles, setting, files, out, log)
 
 
 def _family_styles(group: dict) -> dict:
@@ -175,19 +181,9 @@ def deep_mlp(depth: int = 20, width: int = 256, batch_norm=(False, True),
                 title=f"MLP, {depth} hidden layers of {width}"
                 f"{' with BatchNorm' if bn else ''}: gradient norm at each hidden layer's "
                 f"output (batch {batch_size}, {data} inputs)")
-    ratios = {label: p.ratio() for label, p in profiles.items()}
-    table = format_table(["model", "first/last ratio", "first", "last"],
-                         [[label, ratios[label], p["act_grad_norm"][0], p["act_grad_norm"][-1]]
-                          for label, p in profiles.items()])
-    _say(log, table)
     setting = {"depth": depth, "width": width, "batch_size": batch_size, "data": data,
                "seed": seed}
-    files += [f for f in (
-        _write(out, "ratios.txt", table),
-        _write(out, "ratios.json", {"setting": setting, "ratios": ratios}),
-        _write(out, "profiles.json", {"setting": setting, "profiles": {
-            label: p.to_dict() for label, p in profiles.items()}})) if f]
-    return {"profiles": profiles, "ratios": ratios, "files": files}
+    return _report_ratios(profiles, setting, files, out, log)
 
 
 # --------------------------------------------------------------------- degradation
