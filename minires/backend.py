@@ -96,12 +96,62 @@ def to_device(array, device):
         _require_cuda()
         return cupy.asarray(array)
     if is_cupy_array(array):
+        check_pending()  # the host waits for the GPU here anyway
         return cupy.asnumpy(array)
     return numpy.asarray(array)
 
 
 def to_numpy(array) -> numpy.ndarray:
+    """``array`` on the host (raising first any value check still pending, see below)."""
     return to_device(array, "cpu")
+
+
+def host_floats(*scalars) -> list:
+    """Several 0-d arrays (or numbers) as Python floats, read from the device in one
+    transfer: the training loop's one host sync per logging step."""
+    xp = array_module(*scalars)
+    return [float(v) for v in to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64)
+                                                  for v in scalars]))]
+
+
+# --------------------------------------------------------------------- value checks
+# Some errors depend on values, not shapes: a class index out of range, for example.
+# Reading a value that lives on a GPU makes the host wait for every kernel queued
+# before it, so there an op must not look at its inputs' values on every call. It
+# queues the check as a 0-d boolean on the device instead, and the check runs where
+# minires reads from the device anyway (to_device to the CPU: Tensor.item(), .cpu(),
+# .tolist(), the training loop's log line). On the CPU the check runs at once.
+
+_pending_checks = []  # (0-d boolean device array, function giving the message)
+_MAX_PENDING = 64  # a loop that never reads back still checks every 64 calls
+
+
+def check_value(bad, message) -> None:
+    """Raise ``ValueError(message())`` if the 0-d boolean array ``bad`` is true: at once
+    on the CPU, at the next read from the device on a GPU. ``message`` is a function, so
+    its text (which may read values) is built only for an error."""
+    if device_of(bad) == "cpu":
+        if bool(bad):
+            raise ValueError(message())
+        return
+    _pending_checks.append((bad, message))
+    if len(_pending_checks) >= _MAX_PENDING:
+        check_pending()
+
+
+def check_pending() -> None:
+    """Run the queued value checks (one transfer for all of them) and raise the first
+    that failed."""
+    if not _pending_checks:
+        return
+    checks = list(_pending_checks)
+    _pending_checks.clear()
+    xp = array_module(*(bad for bad, _ in checks))
+    failed = to_device(xp.stack([bad for bad, _ in checks]), "cpu")
+    for (_, message), bad in zip(checks, failed):
+        if bad:
+            raise ValueError(message() + " (a check of values on the GPU, raised at the "
+                             "next read from the device, so possibly a few calls later)")
 
 
 # --------------------------------------------------------------------------- shims

@@ -390,6 +390,7 @@ class Tensor:
         if self.numel() != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to Python "
                              f"scalars, got shape {self.shape}")
+        backend.check_pending()  # reading a GPU value waits for the GPU anyway
         return self.data.reshape(()).item()
 
     def __float__(self):

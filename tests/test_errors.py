@@ -58,3 +58,47 @@ CASES = [
 def test_bad_input_error_names_op_and_shapes(name, call, pattern):
     with pytest.raises((ValueError, TypeError, IndexError, RuntimeError), match=pattern):
         call()
+
+
+# ------------------------------------------------------------ checks of GPU values
+
+
+@pytest.fixture
+def as_if_on_a_gpu(monkeypatch):
+    """Arrays count as GPU arrays for backend.check_value: checks are queued, not read."""
+    from minires import backend
+
+    monkeypatch.setattr(backend, "device_of", lambda array: "cuda")
+    yield backend
+    backend._pending_checks.clear()
+
+
+def test_a_failed_check_on_a_gpu_is_raised_at_the_next_read(as_if_on_a_gpu):
+    backend = as_if_on_a_gpu
+    # -1: NumPy's indexing wraps it around like CuPy's, so the forward pass runs
+    logits, target = mr.randn(2, 3), mr.tensor([0, -1])
+    loss = F.cross_entropy(logits, target)  # no read of the targets' values here
+    assert len(backend._pending_checks) == 1
+    with pytest.raises(ValueError, match=r"cross_entropy: target values must be in \[0, 2\] "
+                                         r"for 3 classes, got values in \[-1, 0\] \(a check "
+                                         r"of values on the GPU"):
+        loss.item()  # reading a value runs the queued checks first
+    assert backend._pending_checks == []  # raised once, then forgotten
+    F.cross_entropy(logits, mr.tensor([0, 2])).item()
+
+
+def test_passing_checks_raise_nothing_and_the_queue_stays_bounded(as_if_on_a_gpu):
+    backend = as_if_on_a_gpu
+    for _ in range(backend._MAX_PENDING - 1):
+        backend.check_value(np.bool_(False), lambda: "never")
+    assert len(backend._pending_checks) == backend._MAX_PENDING - 1
+    backend.check_value(np.bool_(False), lambda: "never")  # a full queue is run at once
+    assert backend._pending_checks == []
+    backend.check_value(np.bool_(True), lambda: "bad value")
+    with pytest.raises(ValueError, match="bad value"):
+        backend.check_pending()
+
+
+def test_on_the_cpu_a_value_check_raises_at_once():
+    with pytest.raises(ValueError, match=r"got values in \[-1, 1\]"):
+        F.cross_entropy(mr.randn(2, 3), mr.tensor([-1, 1]))

@@ -71,9 +71,11 @@ def cross_entropy(input, target, reduction: str = "mean", label_smoothing: float
         raise ValueError(f"cross_entropy: target of shape {tuple(t.shape)} does not match "
                          f"logits of shape {x.shape} (expected {(x.shape[0],) + x.shape[2:]})")
     C = x.shape[1]
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= C):
-        raise ValueError(f"cross_entropy: target values must be in [0, {C - 1}] for {C} "
-                         f"classes, got values in [{int(t.min())}, {int(t.max())}]")
+    if t.size:  # on a GPU checked without waiting for it (backend.check_value)
+        backend.check_value(
+            (t.min() < 0) | (t.max() >= C),
+            lambda: f"cross_entropy: target values must be in [0, {C - 1}] for {C} "
+                    f"classes, got values in [{int(t.min())}, {int(t.max())}]")
     spatial = x.shape[2:]
     if spatial:  # (N, C, d1, ...) -> (N*d1*..., C): one row per prediction
         x = reshape(permute(x, 0, *range(2, x.ndim), 1), -1, C)

@@ -15,7 +15,7 @@ import time
 
 from tqdm import tqdm
 
-from .. import no_grad
+from .. import backend, no_grad
 from ..nn import functional as F
 from ..nn.norm import _BatchNorm
 from .checkpoint import save_checkpoint
@@ -34,7 +34,8 @@ def evaluate(model, loader) -> dict:
             correct = correct + (logits.data.argmax(axis=1) == labels.data).sum()
             count += labels.shape[0]
     model.train(was_training)
-    return {"loss": float(loss_sum) / count, "acc": float(correct) / count}
+    loss_sum, correct = backend.host_floats(loss_sum, correct)
+    return {"loss": loss_sum / count, "acc": correct / count}
 
 
 def train_mode(model) -> None:
@@ -68,12 +69,14 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_per_batch: bo
         count += n
         if progress is not None:
             progress.update(1)
-            if step % log_every == 0:
-                progress.set_postfix(loss=f"{float(loss_sum) / count:.3f}",
-                                     acc=f"{float(correct) / count:.3f}",
+            if step % log_every == 0:  # the one host sync per logging step
+                loss_total, correct_total = backend.host_floats(loss_sum, correct)
+                progress.set_postfix(loss=f"{loss_total / count:.3f}",
+                                     acc=f"{correct_total / count:.3f}",
                                      img_s=f"{count / (time.perf_counter() - start):.0f}")
     seconds = time.perf_counter() - start
-    return {"loss": float(loss_sum) / max(count, 1), "acc": float(correct) / max(count, 1),
+    loss_sum, correct = backend.host_floats(loss_sum, correct)
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1),
             "seconds": seconds, "images_per_s": count / seconds if seconds else 0.0}
 
 
