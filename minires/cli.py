@@ -152,7 +152,7 @@ def _gradients_parser(commands) -> None:
     d.add_argument("--data-root", default=None)
     d.add_argument("--epochs", type=int, default=24)
     d.add_argument("--lr", type=float, default=0.02, help="constant learning rate "
-                   "(default: %(default)s; at the paper's 0.1 plain-56 learns nothing here)")
+                   "(default: %(default)s; at the paper's 0.1 plain-56 learns almost nothing here)")
     d.add_argument("--limit-train", type=int, default=1000,
                    help="train on the first N images (default: %(default)s; 0: all)")
     d.add_argument("--limit-test", type=int, default=None)

@@ -254,7 +254,7 @@ def degradation(models=("plain20", "plain56", "resnet20", "resnet56"), epochs: i
 
     The defaults make a CPU run of minutes: 1000 of the shipped training images averaged
     down to 16x16, 24 epochs of batch 64. The learning rate is 0.02 rather than the
-    paper's 0.1, at which plain-56 learns nothing and ResNet-56 is slow to start on
+    paper's 0.1, at which plain-56 learns almost nothing and ResNet-56 is slow to start on
     this small problem (docs/gradient_flow.md has both runs).
 
     Returns {'runs': {name: {'history', 'flow'}}, 'summary': {name: final metrics},
