@@ -53,7 +53,9 @@ class _BatchNorm(Module):
             init.zeros_(self.bias)
 
     def _check_input_dim(self, input: Tensor) -> None:
-        raise NotImplementedError
+        # each subclass (BatchNorm1d, BatchNorm2d) knows which input sizes it accepts
+        raise NotImplementedError(f"{type(self).__name__} must define _check_input_dim(); "
+                                  "use BatchNorm1d or BatchNorm2d")
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
