@@ -17,7 +17,12 @@ from . import (  # noqa: F401
     ops,
     optim,
 )
-from .backend import manual_seed, use_kernels
+from .backend import (
+    get_float32_matmul_precision,
+    manual_seed,
+    set_float32_matmul_precision,
+    use_kernels,
+)
 from .gradcheck import GradcheckError, gradcheck
 from .ops import cat, exp, log, matmul, max, mean, sqrt, sum
 from .serialization import load, save
@@ -49,8 +54,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_", "cat", "cuda",
-    "data", "enable_grad", "exp", "float32", "float64", "full", "gradcheck", "int64",
-    "is_grad_enabled", "load", "log", "manual_seed", "matmul", "max", "mean", "models", "nn",
-    "no_grad", "ones", "ones_like", "ops", "optim", "rand", "randint", "randn", "save", "sqrt",
-    "sum", "tensor", "use_kernels", "zeros", "zeros_like",
+    "data", "enable_grad", "exp", "float32", "float64", "full", "get_float32_matmul_precision",
+    "gradcheck", "int64", "is_grad_enabled", "load", "log", "manual_seed", "matmul", "max",
+    "mean", "models", "nn", "no_grad", "ones", "ones_like", "ops", "optim", "rand", "randint",
+    "randn", "save", "set_float32_matmul_precision", "sqrt", "sum", "tensor", "use_kernels",
+    "zeros", "zeros_like",
 ]

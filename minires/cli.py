@@ -35,6 +35,11 @@ def _train_parser(commands) -> None:
                    help="no random crop and flip")
     p.add_argument("--seed", type=int, default=D["seed"])
     p.add_argument("--device", default=D["device"], help="cpu or cuda")
+    p.add_argument("--matmul-precision", choices=["highest", "high", "medium"],
+                   default=D["matmul_precision"], help="float32 matrix multiplies: highest "
+                   "(float32), high (TF32: tensor cores on GPUs of compute capability 8.0+), "
+                   "medium (bfloat16 inputs); see mr.set_float32_matmul_precision "
+                   "(default: %(default)s)")
     p.add_argument("--data-root", default=None, help="folder with the data set files "
                    "(default: $MINIRES_DATA or ~/.cache/minires)")
     p.add_argument("--download", action="store_true", help="download the data set if absent")

@@ -196,7 +196,7 @@ class Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a @ b
+        return backend.matmul(a, b)
 
     @staticmethod
     def backward(ctx, gy):
@@ -215,10 +215,10 @@ class Matmul(Function):
         if b.ndim == 1:
             gy2 = xp.expand_dims(gy2, -1)  # (..., N, 1)
         if ctx.needs_input_grad[0]:
-            ga = gy2 @ xp.swapaxes(b2, -1, -2)
+            ga = backend.matmul(gy2, xp.swapaxes(b2, -1, -2))
             ga = sum_to(xp, ga, a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            gb = xp.swapaxes(a2, -1, -2) @ gy2
+            gb = backend.matmul(xp.swapaxes(a2, -1, -2), gy2)
             gb = sum_to(xp, gb, b2.shape).reshape(b.shape)
         return ga, gb
 

@@ -5,7 +5,8 @@ the convolution becomes ``patches @ w.T``: one large matrix multiply, which BLAS
 cuBLAS) runs near peak speed. The patches are read through a strided *view* of the
 input, so building the matrix is a single copy with no Python loop over pixels.
 The backward pass is two more multiplies and col2im, which adds each patch gradient
-back to where the patch came from.
+back to where the patch came from. Every multiply goes through ``backend.matmul`` so
+that ``mr.set_float32_matmul_precision('high')`` (TF32) reaches it.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Conv2d(Function):
         OH = output_size(H, KH, stride[0], padding[0], dilation[0])
         OW = output_size(W, KW, stride[1], padding[1], dilation[1])
         col = im2col(ctx.xp, x, KH, KW, stride, padding, dilation)  # (C*KH*KW, N*OH*OW)
-        y = w.reshape(F, C * KH * KW) @ col  # (F, N*OH*OW)
+        y = backend.matmul(w.reshape(F, C * KH * KW), col)  # (F, N*OH*OW)
         if bias:
             y += bias[0][:, None]
         ctx.save_for_backward(col, w)
@@ -103,15 +104,15 @@ class Conv2d(Function):
             w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, KH, KW)
             w_flipped = ctx.xp.ascontiguousarray(w_flipped).reshape(C, F * KH * KW)
             gy_col = im2col(ctx.xp, gy, KH, KW, (1, 1), (KH - 1 - PH, KW - 1 - PW))
-            gx = w_flipped @ gy_col  # (C, N*H*W)
+            gx = backend.matmul(w_flipped, gy_col)  # (C, N*H*W)
             gx = gx.reshape(C, N, H, W).transpose(1, 0, 2, 3)  # (N, C, H, W)
         elif ctx.needs_input_grad[0]:
-            gcol = w.reshape(F, -1).T @ gy2  # (C*KH*KW, N*OH*OW)
+            gcol = backend.matmul(w.reshape(F, -1).T, gy2)  # (C*KH*KW, N*OH*OW)
             gx = col2im(ctx.xp, gcol, ctx.x_shape, KH, KW, *ctx.geometry)
         if ctx.needs_input_grad[1]:
             # computed as (col @ gy2^T)^T: the same numbers, but OpenBLAS runs this
             # orientation (tall output, short inner loop) up to 100x faster for small F
-            gw = (col @ gy2.T).T.reshape(w.shape)  # (F, C, KH, KW)
+            gw = backend.matmul(col, gy2.T).T.reshape(w.shape)  # (F, C, KH, KW)
         if len(ctx.needs_input_grad) == 3:
             return gx, gw, gy2.sum(axis=1)
         return gx, gw

@@ -23,6 +23,7 @@ DEFAULTS = {
     "schedule": "multistep", "warmup_epochs": 0, "augment": True, "seed": 0,
     "device": "cpu", "data_root": None, "download": False, "out": "runs/resnet20",
     "init_from": None, "freeze": False, "progress": True, "limit_train": None,
+    "matmul_precision": "highest",
 }
 
 
@@ -139,10 +140,15 @@ def run_training(**overrides) -> dict:
         start, history = checkpoint["epoch"], checkpoint["history"]
     out = config["out"]
     saved = {k: v for k, v in config.items() if k != "progress"}
-    history = fit(model, optimizer, train_loader, test_loader, config["epochs"],
-                  scheduler=scheduler, step_per_batch=per_batch, out_dir=out,
-                  start_epoch=start, history=history, config=saved,
-                  progress=config["progress"])
+    previous_precision = backend.get_float32_matmul_precision()
+    backend.set_float32_matmul_precision(config["matmul_precision"])
+    try:
+        history = fit(model, optimizer, train_loader, test_loader, config["epochs"],
+                      scheduler=scheduler, step_per_batch=per_batch, out_dir=out,
+                      start_epoch=start, history=history, config=saved,
+                      progress=config["progress"])
+    finally:  # the setting is global: leave it as the caller had it
+        backend.set_float32_matmul_precision(previous_precision)
     test_acc = history[-1]["test_acc"] if history else evaluate(model, test_loader)["acc"]
     return {"history": history, "test_acc": test_acc, "model": model,
             "checkpoint": os.path.join(out, "checkpoint.mr"),
