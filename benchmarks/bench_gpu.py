@@ -4,6 +4,7 @@ on one CUDA GPU: minires with its CUDA kernels, minires with the pure-CuPy refer
 
     python benchmarks/bench_gpu.py [--models resnet20,resnet56] [--batch-size 128]
                                    [--repeats 20] [--warmup 5] [--count-launches]
+                                   [--matmul-precision highest|high]
 
 Every timed step ends with a device synchronisation (``cupy.cuda.Device().synchronize()``,
 ``torch.cuda.synchronize()``): GPU work is asynchronous, and without it the clock would
@@ -109,6 +110,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5,
                         help="untimed steps first: kernel compilation, cuDNN autotuning")
+    parser.add_argument("--matmul-precision", choices=["highest", "high"], default="highest",
+                        help="highest: float32 everywhere; high: TF32 tensor cores for the "
+                        "matrix multiplies and convolutions of both frameworks")
     parser.add_argument("--count-launches", action="store_true")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     args = parser.parse_args(argv)
@@ -122,15 +126,21 @@ def main(argv=None) -> int:
     import minires.cuda  # noqa: F401  (registers the kernels, if minires did not already)
 
     use_torch = torch is not None and torch.cuda.is_available() and not args.no_torch
+    mr.set_float32_matmul_precision(args.matmul_precision)
     if use_torch:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest
+        # PyTorch lets cuDNN use TF32 for convolutions by default: the same math for both
+        tf32 = args.matmul_precision == "high"
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
     cupy = backend.cupy
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     print(f"GPU: {name}; CuPy {cupy.__version__}; minires {mr.__version__}"
           + (f"; torch {torch.__version__} (cudnn.benchmark on)" if use_torch
              else "; torch: not measured"))
-    print(f"batch {args.batch_size}, float32, median of {args.repeats} steps after "
+    print(f"batch {args.batch_size}, float32 with matmul precision "
+          f"{args.matmul_precision!r} ({'TF32' if args.matmul_precision == 'high' else 'no TF32'}"
+          f" in either framework), median of {args.repeats} steps after "
           f"{args.warmup} warm-up steps\n")
 
     rng = np.random.default_rng(0)

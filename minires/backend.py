@@ -123,8 +123,8 @@ def host_floats(*scalars) -> list:
 # BatchNorm or the losses. Every such multiply in minires.ops goes through ``matmul``.
 #
 # Where cuBLAS cannot do it (NumPy arrays, older GPUs) minires rounds both inputs itself
-# and multiplies them in float32: the same numbers up to the last bit, no speed-up, and
-# so the accuracy effect can be studied on any machine.
+# and multiplies them in float32: the same loss of precision without the speed-up, so
+# its effect on accuracy can be studied on any machine.
 
 # mantissa bits each float32 input keeps, by the names of torch.set_float32_matmul_precision
 MATMUL_PRECISIONS = {
@@ -151,7 +151,7 @@ def get_float32_matmul_precision() -> str:
 
 def round_mantissa(array, bits: int):
     """float32 ``array`` rounded to the nearest values with only ``bits`` mantissa bits,
-    ties away from zero (as the GPU's ``cvt.rna.tf32.f32``), still float32: what a TF32
+    ties away from zero (like PTX's ``cvt.rna.tf32.f32``), still float32: what a TF32
     (10 bits) or bfloat16 (7 bits) input keeps of each number."""
     xp = array_module(array)
     if array.dtype != numpy.float32:

@@ -10,6 +10,8 @@ that prove minires works on a new machine, above all on a GPU:
   CPU by a C++ compiler (``minires.cuda.host``), which checks their index arithmetic;
 * NumPy against CuPy for conv2d, max_pool2d, batch_norm and cross_entropy, forward and
   backward (GPU only);
+* a float32 matmul in TF32 (``mr.set_float32_matmul_precision('high')``): its error must
+  be the size of TF32's rounding, on tensor cores where the GPU has them;
 * a few ResNet-20 training steps on one random batch: the loss must fall;
 * a model saved from the device loads on the CPU and computes the same outputs.
 
@@ -247,6 +249,32 @@ def _save_load(device):
     return f"{len(state)} entries saved on {device}, loaded on cpu; eval outputs agree"
 
 
+def _tf32_matmul(device):
+    import minires as mr
+
+    rng = numpy.random.default_rng(0)
+    a, b = rng.standard_normal((256, 512)), rng.standard_normal((512, 256))
+    exact = a @ b
+    errors = {}
+    for precision in ("highest", "high"):
+        mr.set_float32_matmul_precision(precision)
+        try:
+            y = (mr.tensor(a.astype(numpy.float32), device=device)
+                 @ mr.tensor(b.astype(numpy.float32), device=device))
+        finally:
+            mr.set_float32_matmul_precision("highest")
+        errors[precision] = numpy.abs(y.cpu().numpy() - exact).max() / numpy.abs(exact).max()
+    unit = 2.0**-11  # the largest relative rounding error of one TF32 input
+    if not errors["highest"] < 1e-5:
+        raise AssertionError(f"float32 matmul error {errors['highest']:.1e} (expected < 1e-5)")
+    if not unit / 20 < errors["high"] < 2 * unit:
+        raise AssertionError(f"TF32 matmul error {errors['high']:.1e}, expected between "
+                             f"{unit / 20:.1e} and {2 * unit:.1e}")
+    tensor_cores = device == "cuda" and backend._tf32_tensor_cores(backend.cupy.cuda.Device().id)
+    return (f"relative error float32 {errors['highest']:.1e}, TF32 {errors['high']:.1e} "
+            f"({'cuBLAS tensor cores' if tensor_cores else 'inputs rounded by minires'})")
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -266,6 +294,7 @@ def run_checks(device: str = "cuda", quick: bool = False) -> list:
         _run(results, f"NumPy vs CuPy: {name}",
              lambda name=name: _numpy_vs_device(name) if device == "cuda"
              else "SKIP: compares the CPU with the GPU (--device cuda)")
+    _run(results, "TF32 matmul (set_float32_matmul_precision)", lambda: _tf32_matmul(device))
     _run(results, "training smoke test", lambda: _training_smoke(device, quick))
     _run(results, f"save on {device}, load on cpu", lambda: _save_load(device))
     return results

@@ -74,6 +74,8 @@ def train_command(config: dict) -> str:
         words += ["--limit-train", str(config["limit_train"])]
     if config.get("seed", 0):
         words += ["--seed", str(config["seed"])]
+    if config.get("matmul_precision", "highest") != "highest":
+        words += ["--matmul-precision", config["matmul_precision"]]
     return shlex.join(words)
 
 
@@ -181,6 +183,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--download", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--matmul-precision", choices=["highest", "high"], default="highest",
+                        help="high: TF32 tensor cores for float32 matrix multiplies")
     parser.add_argument("--out", default=None,
                         help="one folder per model in here (default: runs/he2015, "
                              "runs/he2015-smoke with --smoke)")
@@ -203,7 +207,8 @@ def main(argv=None) -> int:
     results = args.results or os.path.join(args.out, "results.md")
     configs = [dict(model=m, dataset=dataset, epochs=args.epochs, schedule=args.schedule,
                     device=args.device, data_root=args.data_root, download=args.download,
-                    seed=args.seed, out=os.path.join(args.out, m), progress=args.progress,
+                    seed=args.seed, matmul_precision=args.matmul_precision,
+                    out=os.path.join(args.out, m), progress=args.progress,
                     limit_train=512 if args.smoke else None)
                for m in args.models.split(",")]
     for config in configs:

@@ -184,3 +184,25 @@ def test_reproduction_script_keeps_the_table_whole(tmp_path, monkeypatch):
     summary = (tmp_path / "runs" / "degradation.md").read_text().splitlines()
     assert len(summary) == 2 and "plain56 vs plain20" in summary[0], summary
     assert "WORSE (degradation)" in summary[0], summary
+
+
+def test_the_reproduction_commands_run_the_same_configuration(monkeypatch, capsys):
+    """Each results row names its `minires train` command: that command must train
+    what the script trained."""
+    import shlex
+
+    import minires.train
+    from minires import cli
+
+    config = dict(model="resnet56", dataset="cifar10", epochs=30, schedule="onecycle",
+                  device="cuda", data_root="data", download=True, seed=3, limit_train=512,
+                  matmul_precision="high", out="runs/he2015/resnet56")
+    seen = {}
+
+    def fake_run_training(**kwargs):
+        seen.update(kwargs)
+        return {"test_acc": 0.5, "checkpoint": "c", "log": "l", "plot": "p"}
+
+    monkeypatch.setattr(minires.train, "run_training", fake_run_training)
+    cli.main(shlex.split(reproduce_script().train_command(config))[1:])
+    assert {k: seen[k] for k in config} == config

@@ -153,3 +153,43 @@ def test_cli_info(capsys):
 
 def test_mnist_sample_is_there():
     assert len(MNIST(sample=True)) == 2000
+
+
+@pytest.mark.cuda
+def test_training_steps_never_make_the_host_wait_for_the_gpu():
+    """Queued behind a kernel that keeps the GPU busy for about two seconds, whole
+    training steps (batch copy, augmentation, forward, backward, SGD step) must return
+    to the host at once: a step that read anything back from the GPU would wait for
+    that kernel. Only the end of the epoch, which reads the loss, may wait."""
+    if not mr.cuda.is_available():
+        pytest.skip("no CUDA GPU (or CuPy) available")
+    from minires import backend
+    from minires.train import DEFAULTS
+    from minires.train.loop import train_one_epoch
+    from minires.train.recipe import make_loaders
+
+    cupy = backend.cupy
+    spin = cupy.RawKernel(r"""
+    extern "C" __global__ void spin(long long cycles) {
+        long long start = clock64();
+        while (clock64() - start < cycles) { }
+    }""", "spin")
+    config = {**DEFAULTS, "dataset": "cifar10-sample", "limit_train": 96, "batch_size": 32,
+              "device": "cuda"}
+    loader, _ = make_loaders(config)
+    model = get_model("resnet20", num_classes=10).to("cuda")
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    train_one_epoch(model, loader, optimizer)  # compiles the kernels, fills CuPy's pools
+
+    gpu_busy_after_step = []
+
+    def watched(batches):
+        for batch in batches:
+            yield batch
+            gpu_busy_after_step.append(not busy.done)  # the loop asked for the next batch
+
+    spin((1,), (1,), (np.int64(4 * 10**9),))  # 4e9 clock cycles: about 2 s
+    busy = cupy.cuda.get_current_stream().record()
+    result = train_one_epoch(model, watched(loader), optimizer)
+    assert gpu_busy_after_step == [True] * len(loader)
+    assert busy.done and np.isfinite(result["loss"])  # the epoch's end read the loss
