@@ -1,7 +1,8 @@
 """What mr.set_float32_matmul_precision costs in accuracy and buys in speed.
 
     python benchmarks/matmul_precision.py [--device cpu|cuda] [--repeats 5]
-                                          [--train-epochs N] [--dataset cifar10-sample]
+                                          [--train-epochs N] [--model resnet20]
+                                          [--dataset cifar10-sample] [--data-root DIR]
 
 For each precision, 'highest' (float32), 'high' (TF32) and 'medium' (bfloat16 inputs):
 
@@ -11,8 +12,8 @@ For each precision, 'highest' (float32), 'high' (TF32) and 'medium' (bfloat16 in
    SGD step). On a GPU of compute capability 8.0 or later 'high' runs on the tensor
    cores; on the CPU 'high' and 'medium' are emulated (inputs rounded, then float32
    BLAS), so there they show the accuracy effect at a cost in time, never a speed-up;
-3. with --train-epochs N, the same training run (same seed, same data order) at each
-   precision: final training loss and test accuracy.
+3. with --train-epochs N, the same `minires train` run (--model, --dataset, the default
+   recipe, same seed and data order) at each precision: final training loss and accuracy.
 
 Prints Markdown tables.
 """
@@ -94,7 +95,7 @@ def training_runs(args) -> dict:
     rows = {}
     for precision in MATMUL_PRECISIONS:
         with tempfile.TemporaryDirectory() as out:
-            result = run_training(model="resnet20", dataset=args.dataset,
+            result = run_training(model=args.model, dataset=args.dataset,
                                   data_root=args.data_root, epochs=args.train_epochs,
                                   device=args.device, matmul_precision=precision,
                                   progress=False, out=out)
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per precision")
     parser.add_argument("--train-epochs", type=int, default=0,
-                        help="also train ResNet-20 this many epochs at each precision")
+                        help="also train --model this many epochs at each precision")
+    parser.add_argument("--model", default="resnet20")
     parser.add_argument("--dataset", default="cifar10-sample")
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
         print(f"| {precision} | {1000 * seconds:.1f} | {seconds / times['highest']:.2f}x |")
 
     if args.train_epochs:
-        print(f"\nResNet-20 on {args.dataset}, {args.train_epochs} epochs, seed 0\n")
+        print(f"\n{args.model} on {args.dataset}, {args.train_epochs} epochs, seed 0\n")
         print("| precision | final train loss | train accuracy | test accuracy |")
         print("|---|---|---|---|")
         for precision, row in training_runs(args).items():
