@@ -8,6 +8,7 @@ import sys
 
 
 def _train_parser(commands) -> None:
+    from .backend import MATMUL_PRECISIONS
     from .train.recipe import DEFAULTS as D
 
     p = commands.add_parser(
@@ -35,7 +36,7 @@ def _train_parser(commands) -> None:
                    help="no random crop and flip")
     p.add_argument("--seed", type=int, default=D["seed"])
     p.add_argument("--device", default=D["device"], help="cpu or cuda")
-    p.add_argument("--matmul-precision", choices=["highest", "high", "medium"],
+    p.add_argument("--matmul-precision", choices=list(MATMUL_PRECISIONS),
                    default=D["matmul_precision"], help="float32 matrix multiplies: highest "
                    "(float32), high (TF32: tensor cores on GPUs of compute capability 8.0+), "
                    "medium (bfloat16 inputs); see mr.set_float32_matmul_precision "
