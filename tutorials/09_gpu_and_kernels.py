@@ -363,6 +363,37 @@ else:
 # optimisation of a helper that already has a correct, readable, tested reference, and
 # a test (here the `assert`, in minires `tests/`) compares the two on the same inputs.
 #
+# ## 7. TF32: trading mantissa bits for speed
+#
+# A float32 number has 23 mantissa bits. The tensor cores of recent NVIDIA GPUs (compute
+# capability 8.0 and later) multiply float32 matrices several times faster if each
+# input keeps only 10 of them, TF32, and the products are still summed in float32.
+# `mr.set_float32_matmul_precision("high")` allows it, as in PyTorch. Where there are no
+# tensor cores, minires rounds the inputs itself (`backend.round_mantissa`), so the
+# cost in accuracy can be seen on any machine:
+
+# %%
+x = np.array([1.0, 1 + 2.0**-12, 1 + 2.0**-10, np.pi], dtype=np.float32)
+print("float32:", x.tolist())
+print("TF32:   ", backend.round_mantissa(x, 10).tolist())  # 1 + 2**-12 becomes 1.0
+
+a64, b64 = rng.standard_normal((256, 512)), rng.standard_normal((512, 256))
+device = "cuda" if GPU else "cpu"
+a32, b32 = mr.tensor(a64.astype(np.float32), device=device), \
+    mr.tensor(b64.astype(np.float32), device=device)
+for precision in ("highest", "high"):
+    mr.set_float32_matmul_precision(precision)
+    error = np.abs((a32 @ b32).cpu().numpy() - a64 @ b64).max() / np.abs(a64 @ b64).max()
+    print(f"{precision:8s} ({'float32' if precision == 'highest' else 'TF32'}) "
+          f"on {device}: relative error {error:.1e}")
+mr.set_float32_matmul_precision("highest")  # the default again
+assert 1e-5 < error < 1e-3
+
+# %% [markdown]
+# About three decimal digits are gone, and gradient descent rarely notices:
+# `benchmarks/matmul_precision.py` trains the same network at each precision and
+# prints the errors, the step times and the accuracies (docs/results.md has a run).
+#
 # ## Exercises
 #
 # 1. Write `col2im` as a kernel. The obvious version, one thread per `col` entry adding
@@ -375,6 +406,9 @@ else:
 #    Where does the custom kernel start to pay off, and why not below that size?
 # 4. Break the kernel on purpose (swap `KH` and `KW` in the index arithmetic) and watch
 #    which of the four settings in section 5 catches it. Which settings would you add?
-# 5. Train ResNet-20 for one epoch of the CIFAR sample on the GPU with
+# 5. On a GPU, time `seconds_per_step("cuda", 128, 20)` from section 3 with the
+#    precision at "highest" and at "high". How much faster is TF32, and why does the
+#    speed-up of a whole step fall short of the speed-up of a matrix multiply?
+# 6. Train ResNet-20 for one epoch of the CIFAR sample on the GPU with
 #    `minires train --model resnet20 --dataset cifar10-sample --epochs 1 --device cuda`
 #    and compare the images/s it reports with the CPU.
