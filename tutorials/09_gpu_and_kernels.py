@@ -19,7 +19,8 @@
 # CuPy: a one-line `ElementwiseKernel` (ReLU's backward) with its `RawKernel` twin, and
 # an im2col kernel that builds tutorial 05's patch matrix with one GPU thread per
 # entry. Each kernel is checked against the pure-array reference it must match, and the
-# im2col kernel is plugged into `F.conv2d` through minires's kernel dispatcher.
+# im2col kernel is plugged into `F.conv2d` through minires's kernel dispatcher. Last,
+# you will see what TF32, the tensor cores' fast float32 matrix math, rounds away.
 #
 # **Which minires files it re-derives.** `minires/backend.py` (the one NumPy/CuPy seam:
 # `array_module`, `to_device`, the `overridable` dispatcher and `use_kernels`) and
