@@ -142,6 +142,38 @@ def test_linear_and_matmul_backward_use_the_precision(device):
         assert UNIT_ROUNDOFF["high"] / 20 < rel_error(r, e) < 2 * UNIT_ROUNDOFF["high"]
 
 
+def test_the_cublas_tf32_switch_is_restored_even_when_the_multiply_fails(monkeypatch):
+    """CuPy's compute type is process-wide: switched to TF32 for one multiply, it must
+    come back, also after an error. (A stand-in for CuPy's linalg module runs this on
+    any machine; the GPU test below checks the real one.)"""
+    from types import SimpleNamespace
+
+    log = []
+    linalg = SimpleNamespace(COMPUTE_TYPE_TF32="tf32", current="default")
+    linalg.get_compute_type = lambda dtype: linalg.current
+
+    def set_compute_type(dtype, compute_type):
+        assert dtype == np.float32
+        linalg.current = compute_type
+        log.append(compute_type)
+
+    linalg.set_compute_type = set_compute_type
+
+    class Spy(np.ndarray):
+        def __matmul__(self, other):
+            log.append(f"multiply in {linalg.current}")
+            return np.asarray(self) @ np.asarray(other)
+
+    monkeypatch.setattr(backend, "cupy", SimpleNamespace(_core=SimpleNamespace(
+        _routines_linalg=linalg)))
+    a = np.ones((2, 3), dtype=np.float32).view(Spy)
+    np.testing.assert_array_equal(backend._cublas_tf32_matmul(a, np.ones((3, 4))), 3.0)
+    assert log == ["tf32", "multiply in tf32", "default"]
+    with pytest.raises(ValueError):
+        backend._cublas_tf32_matmul(a, np.ones((4, 4)))
+    assert linalg.current == "default"
+
+
 @pytest.mark.cuda
 def test_cupy_keeps_its_own_float32_setting():
     if not mr.cuda.is_available():
