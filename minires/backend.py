@@ -130,7 +130,7 @@ def host_floats(*scalars) -> list:
 MATMUL_PRECISIONS = {
     "highest": 23,  # float32: nothing is rounded
     "high": 10,     # TF32
-    "medium": 7,    # bfloat16 (CuPy has no bfloat16 GEMM for float32 arrays: rounded, then TF32)
+    "medium": 7,    # bfloat16 (on the GPU: rounded by minires, then multiplied in TF32)
 }
 _matmul_precision = "highest"
 
