@@ -8,10 +8,12 @@ on one CUDA GPU: minires with its CUDA kernels, minires with the pure-CuPy refer
 
 Every timed step ends with a device synchronisation (``cupy.cuda.Device().synchronize()``,
 ``torch.cuda.synchronize()``): GPU work is asynchronous, and without it the clock would
-stop when the work is queued, not when it is done. The frameworks take turns within each
-repeat and the median is reported. ``--count-launches`` also counts minires's own kernel
-launches per step (CuPy's elementwise, reduction and cuBLAS launches are not counted:
-use ``nsys profile`` for every launch) and PyTorch's CUDA kernels per step (its profiler).
+stop when the work is queued, not when it is done. Each variant runs its warm-up steps and
+then its timed steps in a row; the median is reported. ``--count-launches`` also counts
+the launches of minires's own kernels per step and, with PyTorch installed, every CUDA
+kernel of one step of each framework as PyTorch's profiler (CUPTI) records them, CuPy's
+elementwise, reduction and cuBLAS kernels included (``nsys profile`` gives the same
+count without PyTorch).
 
 Needs a CUDA GPU and CuPy; without them it says so and measures nothing.
 """
@@ -92,7 +94,8 @@ def count_minires_launches(step) -> dict:
     return counts
 
 
-def count_torch_kernels(step) -> int:
+def count_cuda_kernels(step) -> int:
+    """CUDA kernels that one call of ``step`` runs, as PyTorch's profiler records them."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -169,8 +172,10 @@ def main(argv=None) -> int:
             print(f"{'':<10} minires kernel launches per step: {sum(counts.values())} "
                   f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})")
             if use_torch:
-                print(f"{'':<10} torch CUDA kernels per step: "
-                      f"{count_torch_kernels(steps['torch'])}")
+                minires_kernels = count_cuda_kernels(steps["minires (CUDA kernels)"])
+                print(f"{'':<10} CUDA kernels per step (torch.profiler): minires "
+                      f"{minires_kernels or 'not seen (use nsys profile)'}, torch "
+                      f"{count_cuda_kernels(steps['torch'])}")
     return 0
 
 
