@@ -76,7 +76,8 @@ def save_safetensors(state, path, metadata: dict | None = None) -> None:
                             "safetensors cannot store; supported: "
                             + ", ".join(sorted(str(d) for d in _SUPPORTED)))
         # native little-endian and C-contiguous: the bytes go into the file as they are
-        arrays[name] = numpy.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        # (not ascontiguousarray: it turns a 0-d array, a BatchNorm counter, into shape (1,))
+        arrays[name] = array.astype(array.dtype.newbyteorder("<"), order="C", copy=False)
     header = {"format": "pt"}
     for key, value in (metadata or {}).items():
         if not (isinstance(key, str) and isinstance(value, str)):

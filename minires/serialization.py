@@ -44,6 +44,7 @@ import json
 import math
 import os
 import re
+import struct
 import zipfile
 
 import numpy
@@ -257,7 +258,7 @@ def _load_zip(file, path: str, size: int, device):
     try:
         archive = zipfile.ZipFile(file)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError,
-            OverflowError, UnicodeDecodeError, NotImplementedError) as error:
+            OverflowError, UnicodeDecodeError, NotImplementedError, struct.error) as error:
         raise CheckpointError(f"load: {path} is not a minires checkpoint: not a zip "
                               f"archive, or a truncated one ({error})") from error
     with archive:
@@ -274,7 +275,7 @@ def _load_zip(file, path: str, size: int, device):
             raise
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, KeyError,
                 IndexError, AttributeError, OverflowError, NotImplementedError,
-                UnicodeDecodeError, RecursionError) as error:
+                UnicodeDecodeError, RecursionError, struct.error) as error:
             # every known problem has its own message above; this names anything else
             # the zip or npy readers find, rather than letting it out bare
             raise CheckpointError(f"load: {path} is corrupted: {type(error).__name__}: "
@@ -438,6 +439,9 @@ class _Decoder:
             self.fail(f"malformed manifest node {node!r:.80} (requires_grad and parameter "
                       "must be true or false)")
         data = self.array(node.get("array"), self.device)
+        if requires_grad and data.dtype.kind != "f":
+            self.fail(f"manifest node {node!r:.80} asks for gradients of an array of dtype "
+                      f"{data.dtype}; only floating point tensors can require them")
         if parameter:
             from .nn.parameter import Parameter
 

@@ -70,18 +70,20 @@ def find_classes(root) -> tuple:
 
 
 def _images_in(folder: str, extensions) -> list:
-    """The image files under ``folder``, sorted, walking subfolders (symlinks once each)."""
-    found, seen = [], set()
+    """The image files under ``folder`` (subfolders too, symlinks followed once each), in
+    torchvision's order: by folder path as a string, then by file name."""
+    walked, seen = [], set()
     for base, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(base)
         if real in seen:  # a symlink loop: do not walk it again
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(base, name) for name in sorted(files)
-                  if name.lower().endswith(extensions) and not name.startswith(".")]
-    return found
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        walked.append((base, files))
+    return [os.path.join(base, name) for base, files in sorted(walked)
+            for name in sorted(files)
+            if name.lower().endswith(extensions) and not name.startswith(".")]
 
 
 class ImageFolder(Dataset):

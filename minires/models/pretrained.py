@@ -203,9 +203,12 @@ class WeightsReport:
         return text
 
 
-def _describe(names, limit: int = 8) -> str:
+def _describe(names, what: str, limit: int = 8) -> str:
+    """'2 missing (a, b)', '0 unexpected', '96 unexpected (a, b, ... (96 in all))'."""
+    if not names:
+        return f"0 {what}"
     shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    return f"{len(names)} {what} ({shown}{', ...' if len(names) > limit else ''})"
 
 
 def load_weights(model, weights, *, arch: str | None = None, strict: bool = True,
@@ -244,9 +247,8 @@ def load_weights(model, weights, *, arch: str | None = None, strict: bool = True
     problems = []
     if strict and (missing or unexpected):
         problems.append(f"names do not match {type(model).__name__}'s: "
-                        f"{len(missing)} missing ({_describe(missing)}), {len(unexpected)} "
-                        f"unexpected ({_describe(unexpected)}); are these weights of another "
-                        "architecture?")
+                        f"{_describe(missing, 'missing')}, {_describe(unexpected, 'unexpected')}"
+                        "; are these weights of another architecture?")
     for key, target in own.items():
         if key not in state:
             continue
