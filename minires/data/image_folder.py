@@ -146,8 +146,9 @@ class ImageFolder(Dataset):
         Image = _pil()
         height, width = self.size
         scale = max(height / image.height, width / image.width)
-        # round, and never below the target: the crop below must fit
-        new = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        # int() as torchvision's Resize computes the longer side; never below the target,
+        # which float rounding could give, since the crop below must fit
+        new = (max(width, int(image.width * scale)), max(height, int(image.height * scale)))
         if new != image.size:
             image = image.resize(new, Image.Resampling.BILINEAR)
         top, left = (new[1] - height) // 2, (new[0] - width) // 2
