@@ -57,7 +57,9 @@ FORMAT = "minires.checkpoint"
 VERSION = 1
 MANIFEST = "manifest.json"
 MAX_DEPTH = 100  # containers inside containers; a training checkpoint needs about 6
-MAX_MANIFEST_BYTES = 64 << 20  # a ResNet-50 training checkpoint's manifest is ~60 KB
+# A ResNet-50 training checkpoint's manifest is ~60 KB. The cap bounds what parsing a
+# hostile one costs: Python objects take up to ~20 times the JSON text.
+MAX_MANIFEST_BYTES = 16 << 20
 # JSON levels per container level: a dict node, its items list, a [key, value] pair
 _MAX_JSON_DEPTH = 3 * MAX_DEPTH + 8
 _CHUNK = 16 << 20  # arrays are read in pieces of this size, never via one big bytes object
@@ -97,6 +99,11 @@ def save(obj, path, format: str | None = None) -> None:
     manifest = {"format": FORMAT, "version": VERSION, "root": root,
                 "arrays": encoder.entries}
     manifest_bytes = json.dumps(manifest, allow_nan=False, indent=1).encode("utf-8")
+    if len(manifest_bytes) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"save: the structure of {type(obj).__name__} takes "
+                         f"{len(manifest_bytes)} bytes of manifest, more than the "
+                         f"{MAX_MANIFEST_BYTES} a checkpoint allows; keep long runs of numbers "
+                         "in arrays (numpy.asarray(values)), not in Python lists")
 
     def write(file):
         with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED,
@@ -282,14 +289,25 @@ def _load_zip(file, path: str, size: int, device):
                                   f"{error}") from error
 
 
-def _json_nesting(data: bytes) -> int:
-    """How deeply the arrays and objects of a JSON text nest (without parsing it)."""
-    # strings first: a bracket inside a string does not nest anything
-    bare = re.sub(rb'"[^"\\]*(?:\\.[^"\\]*)*"', b'""', data, flags=re.S)
-    codes = numpy.frombuffer(bare, dtype=numpy.uint8)
-    steps = (numpy.isin(codes, (ord("["), ord("{"))).astype(numpy.int64)
-             - numpy.isin(codes, (ord("]"), ord("}"))))
-    return int(numpy.cumsum(steps).max(initial=0))
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
+
+
+def _json_too_deep(data: bytes, limit: int) -> bool:
+    """Whether the arrays and objects of a JSON text nest deeper than ``limit``.
+
+    Scans tokens without parsing (strings are skipped whole: a bracket inside one nests
+    nothing) and stops at the first level too deep, in constant memory.
+    """
+    level = 0
+    for match in _JSON_TOKENS.finditer(data):
+        token = match.group()[:1]
+        if token in (b"[", b"{"):
+            level += 1
+            if level > limit:
+                return True
+        elif token in (b"]", b"}"):
+            level -= 1
+    return False
 
 
 class _Decoder:
@@ -356,10 +374,9 @@ class _Decoder:
             self.fail(f"{MANIFEST} is {info.file_size} bytes; a checkpoint's manifest is at "
                       f"most {MAX_MANIFEST_BYTES} bytes")
         data = self._read(MANIFEST)
-        depth = _json_nesting(data)
-        if depth > _MAX_JSON_DEPTH:
-            self.fail(f"{MANIFEST} nests {depth} levels deep; a checkpoint holds at most "
-                      f"{MAX_DEPTH} containers inside each other")
+        if _json_too_deep(data, _MAX_JSON_DEPTH):
+            self.fail(f"{MANIFEST} nests more than {_MAX_JSON_DEPTH} levels deep; a "
+                      f"checkpoint holds at most {MAX_DEPTH} containers inside each other")
         try:
             manifest = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as error:

@@ -526,8 +526,9 @@ def test_a_deeply_nested_manifest_is_refused_without_recursion(tmp_path):
                 + root + "}")
     bad = tmp_path / "deep.ckpt"
     rewrite(bad, {"manifest.json": manifest.encode()})
-    with pytest.raises(CheckpointError, match=r"deep.ckpt: manifest.json nests 200001 levels "
-                                              rf"deep; .* at most {serialization.MAX_DEPTH}"):
+    with pytest.raises(CheckpointError, match=r"deep.ckpt: manifest.json nests more than "
+                                              r"\d+ levels deep; .* at most "
+                                              rf"{serialization.MAX_DEPTH} containers"):
         load(bad)
 
 
@@ -702,3 +703,15 @@ def test_only_stale_temporaries_of_minires_are_removed(tmp_path):
     save([1], tmp_path / "a.ckpt")
     expected = sorted([n for n, (_, removed) in cases.items() if not removed] + ["a.ckpt"])
     assert sorted(os.listdir(tmp_path)) == expected
+
+
+def test_a_manifest_over_the_size_cap_is_refused_on_save_and_on_load(tmp_path, monkeypatch):
+    save({"history": list(range(1000))}, tmp_path / "long.ckpt")
+    monkeypatch.setattr(serialization, "MAX_MANIFEST_BYTES", 4096)
+    with pytest.raises(CheckpointError, match=r"long.ckpt: manifest.json is \d+ bytes; a "
+                                              r"checkpoint's manifest is at most 4096 bytes"):
+        load(tmp_path / "long.ckpt")
+    with pytest.raises(ValueError, match=r"more than the 4096 a checkpoint allows; keep long "
+                                         r"runs of numbers in arrays"):
+        save({"history": list(range(1000))}, tmp_path / "again.ckpt")
+    assert not (tmp_path / "again.ckpt").exists()
