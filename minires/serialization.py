@@ -270,13 +270,16 @@ def _load_zip(file, path: str, size: int, device):
                               f"archive, or a truncated one ({error})") from error
     with archive:
         names = archive.namelist()
-        if MANIFEST not in names and any(n == "data.pkl" or n.endswith("/data.pkl")
-                                         for n in names):
-            from .torch_io import load_torch  # PyTorch >= 1.6 saves a zip with data.pkl
-
-            return load_torch(path, map_location=device or "cpu")
         decoder = _Decoder(archive, path, size, device)
         try:
+            if MANIFEST not in names and any(n == "data.pkl" or n.endswith("/data.pkl")
+                                             for n in names):
+                # PyTorch >= 1.6 saves a zip with data.pkl. Its members face the same
+                # checks before torch reads them: a compressed one could be a zip bomb.
+                decoder.check_members()
+                from .torch_io import load_torch
+
+                return load_torch(path, map_location=device or "cpu")
             return decoder.load()
         except CheckpointError:
             raise
@@ -328,17 +331,17 @@ class _Decoder:
         for info in self.archive.infolist():
             name = info.filename
             if name in members:
-                self.fail(f"the archive lists a member named {name!r} twice; a checkpoint "
-                          "has one of each")
+                self.fail(f"the archive lists a member named {name!r} twice; which one is "
+                          "meant cannot be known")
             if info.flag_bits & 0x1:
-                self.fail(f"member {name} is encrypted; minires checkpoints never are")
+                self.fail(f"member {name} is encrypted; minires and PyTorch never encrypt")
             if info.compress_type != zipfile.ZIP_STORED:
                 method = {zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
                           zipfile.ZIP_LZMA: "lzma"}.get(info.compress_type,
                                                         f"unknown method {info.compress_type}")
-                self.fail(f"member {name} is compressed ({method}); minires writes members "
-                          "uncompressed and refuses compressed ones, which could expand far "
-                          "beyond the file's size")
+                self.fail(f"member {name} is compressed ({method}); minires (like PyTorch) "
+                          "writes members uncompressed and refuses compressed ones, which "
+                          "could expand far beyond the file's size")
             if info.compress_size != info.file_size:
                 self.fail(f"member {name} is stored uncompressed but its sizes disagree "
                           f"({info.compress_size} bytes stored, {info.file_size} claimed)")

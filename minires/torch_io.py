@@ -7,6 +7,10 @@ weights_only=True, map_location='cpu')``, which rebuilds tensors and plain conta
 and refuses every other object. That needs torch (``pip install 'minires[torch]'``), at
 least version ``MIN_TORCH``: earlier versions' ``weights_only`` loader has published
 code-execution flaws (CVE-2025-32434, fixed in 2.6; CVE-2026-24747, fixed in 2.10).
+Before torch sees a zip-format file (every ``torch.save`` since PyTorch 1.6), ``mr.load``
+checks its members as it checks its own: stored uncompressed, unencrypted, each once,
+within the file. Files in the older, pre-1.6 format are plain pickles: their declared
+storage sizes are checked by torch alone.
 
 What comes back mirrors the file, with every torch tensor turned into a minires Tensor
 (its bytes copied exactly) and ``torch.Size`` into a tuple; a ``torch.dtype`` or

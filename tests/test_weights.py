@@ -569,3 +569,24 @@ def test_the_weights_page_python_blocks_run(tmp_path):
     run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
+
+
+def test_a_compressed_pytorch_zip_is_refused_before_torch_inflates_it(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    torch.save({"w": torch.zeros(1 << 20)}, tmp_path / "plain.pth")  # 4 MiB of zeros
+    with zipfile.ZipFile(tmp_path / "plain.pth") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(tmp_path / "bomb.pth", "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for name, data in members.items():
+            out.writestr(name, data)
+    assert (tmp_path / "bomb.pth").stat().st_size < 100_000
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("torch.load was reached")
+
+    monkeypatch.setattr(torch, "load", must_not_run)
+    with pytest.raises(CheckpointError, match=r"bomb.pth: member .*data.pkl is compressed "
+                                              r"\(deflate\)"):
+        mr.load(tmp_path / "bomb.pth")
