@@ -149,6 +149,7 @@ def test_minires_names_and_shapes_are_those_of_the_pytorch_reference():
 
 
 def test_minires_safetensors_load_in_pytorch_strictly_and_give_the_same_logits(tmp_path):
+    pytest.importorskip("torch")
     from safetensors.torch import load_file
 
     model = randomize(mr.models.resnet18())
@@ -161,6 +162,7 @@ def test_minires_safetensors_load_in_pytorch_strictly_and_give_the_same_logits(t
 
 
 def test_pytorch_safetensors_load_in_minires_and_give_the_same_logits(tmp_path):
+    pytest.importorskip("torch")
     from safetensors.torch import save_file
 
     theirs = torch_random_state()
