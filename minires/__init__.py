@@ -2,7 +2,9 @@
 
 ``import minires as mr`` gives tensors with autograd, ``mr.nn`` layers and
 ``mr.nn.functional`` the ops, ``mr.optim`` optimizers, ``mr.data`` data sets and loaders,
-``mr.models`` ResNets, ``mr.save``/``mr.load``, and ``mr.gradcheck`` the
+``mr.models`` ResNets (with pretrained weights), ``mr.save``/``mr.load`` (minires
+checkpoints, safetensors, PyTorch files), ``mr.save_safetensors``/``mr.load_safetensors``,
+and ``mr.gradcheck`` the
 finite-difference checker that proves every backward pass. ``minires.train`` holds the
 training loop behind the ``minires`` command.
 """
@@ -25,7 +27,8 @@ from .backend import (
 )
 from .gradcheck import GradcheckError, gradcheck
 from .ops import cat, exp, log, matmul, max, mean, sqrt, sum
-from .serialization import load, save
+from .safetensors_io import load_safetensors, save_safetensors
+from .serialization import CheckpointError, load, save
 from .tensor import (
     Function,
     Tensor,
@@ -53,10 +56,10 @@ bool_ = _numpy.bool_
 __version__ = "0.1.0"
 
 __all__ = [
-    "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_", "cat", "cuda",
-    "data", "enable_grad", "exp", "float32", "float64", "full", "get_float32_matmul_precision",
-    "gradcheck", "int64", "is_grad_enabled", "load", "log", "manual_seed", "matmul", "max",
-    "mean", "models", "nn", "no_grad", "ones", "ones_like", "ops", "optim", "rand", "randint",
-    "randn", "save", "set_float32_matmul_precision", "sqrt", "sum", "tensor", "use_kernels",
-    "zeros", "zeros_like",
+    "CheckpointError", "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_",
+    "cat", "cuda", "data", "enable_grad", "exp", "float32", "float64", "full",
+    "get_float32_matmul_precision", "gradcheck", "int64", "is_grad_enabled", "load",
+    "load_safetensors", "log", "manual_seed", "matmul", "max", "mean", "models", "nn", "no_grad",
+    "ones", "ones_like", "ops", "optim", "rand", "randint", "randn", "save", "save_safetensors",
+    "set_float32_matmul_precision", "sqrt", "sum", "tensor", "use_kernels", "zeros", "zeros_like",
 ]

@@ -15,6 +15,7 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,11 +35,13 @@ from minires.data import (
     RandomHorizontalFlip,
     TensorDataset,
     ToFloat,
+    download,
     get_dataset,
     md5sum,
     read_cifar_batch,
     read_idx,
 )
+from minires.data.download import VERIFIED_FILE
 
 RECORD = 3073
 FAKE_RECORDS = 3  # records per fake CIFAR file (the official files hold 10000)
@@ -123,11 +126,19 @@ def fake_mnist(n, seed=0):
     return images, labels
 
 
+def publish_md5s(monkeypatch, folder):
+    """Make MNIST take the .gz files in ``folder`` for the official ones (their MD5s)."""
+    published = {p.name: md5(p.read_bytes()) for p in Path(folder).glob("*.gz")}
+    monkeypatch.setattr(MNIST, "resources", {**MNIST.resources, **published})
+
+
 def leftovers(folder):
-    """Every file and folder under ``folder`` (relative paths)."""
+    """Every file and folder under ``folder`` (relative paths), except the caches of
+    verified hashes (``.minires-verified.json``, tested on their own)."""
     found = []
     for base, dirs, files in os.walk(folder):
-        found += [os.path.relpath(os.path.join(base, n), folder) for n in dirs + files]
+        found += [os.path.relpath(os.path.join(base, n), folder) for n in dirs + files
+                  if n != VERIFIED_FILE]
     return sorted(found)
 
 
@@ -352,6 +363,93 @@ def test_mnist_download_bad_md5_everywhere(tmp_path, monkeypatch):
     assert [f for f in leftovers(tmp_path) if not os.path.isdir(tmp_path / f)] == []
 
 
+# --------------------------------------------------------------------------- files on disk
+
+
+def count_hashing(monkeypatch):
+    """Record every file the verifier hashes (by base name)."""
+    hashed = []
+    real = download.file_digest
+
+    def counting(path, algorithm="md5"):
+        hashed.append(os.path.basename(path))
+        return real(path, algorithm)
+
+    monkeypatch.setattr(download, "file_digest", counting)
+    monkeypatch.setattr(download, "_verified_in_memory", {})
+    return hashed
+
+
+def test_six_zero_files_of_the_right_sizes_are_not_cifar10(tmp_path, small_cifar):
+    write_files(tmp_path / "cifar-10-batches-bin",
+                {name: bytes(len(data)) for name, data in small_cifar.items()})
+    with pytest.raises(DatasetError) as info:
+        CIFAR10(root=tmp_path)
+    message = str(info.value)
+    expected_md5 = dict(CIFAR10.train_list)["data_batch_1.bin"]
+    assert "data_batch_1.bin has MD5 " in message
+    assert f"expected the official {expected_md5}" in message
+    assert os.path.join(str(tmp_path), "cifar-10-batches-bin", "") in message  # where they go
+    with pytest.raises(DatasetError, match=r"test_batch\.bin has MD5"):
+        CIFAR10(root=tmp_path, train=False, download=True)  # no download over a bad folder
+
+
+def test_files_on_disk_are_hashed_once_until_they_change(tmp_path, small_cifar, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-bin"
+    write_files(folder, small_cifar)
+    hashed = count_hashing(monkeypatch)
+    CIFAR10(root=tmp_path)
+    assert sorted(hashed) == [f"data_batch_{i}.bin" for i in range(1, 6)]
+    CIFAR10(root=tmp_path)  # same process: remembered
+    monkeypatch.setattr(download, "_verified_in_memory", {})
+    CIFAR10(root=tmp_path)  # a new process: read from the folder's cache file
+    assert len(hashed) == 5
+    cache = json.loads((folder / VERIFIED_FILE).read_text())["files"]
+    assert cache["data_batch_3.bin"]["md5"] == md5(small_cifar["data_batch_3.bin"])
+    # the same size with other bytes: a new mtime, so it is hashed again, and refused
+    stat = os.stat(folder / "data_batch_3.bin")
+    (folder / "data_batch_3.bin").write_bytes(small_cifar["data_batch_4.bin"])
+    os.utime(folder / "data_batch_3.bin", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(DatasetError, match=r"data_batch_3\.bin has MD5"):
+        CIFAR10(root=tmp_path)
+    assert hashed[5:] == ["data_batch_3.bin"]
+
+
+def test_a_damaged_cache_is_ignored_and_a_read_only_folder_still_verifies(
+        tmp_path, small_cifar, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-bin"
+    write_files(folder, small_cifar)
+    (folder / VERIFIED_FILE).write_text('{"files": {"test_batch.bin": [1, 2')  # truncated
+    hashed = count_hashing(monkeypatch)
+    assert len(CIFAR10(root=tmp_path, train=False)) == FAKE_RECORDS
+    assert hashed == ["test_batch.bin"]
+    assert "test_batch.bin" in json.loads((folder / VERIFIED_FILE).read_text())["files"]
+
+    def read_only(path, write):
+        raise PermissionError(f"read-only file system: {path}")
+
+    (folder / VERIFIED_FILE).unlink()
+    monkeypatch.setattr(download, "atomic_write", read_only)
+    monkeypatch.setattr(download, "_verified_in_memory", {})
+    assert len(CIFAR10(root=tmp_path, train=False)) == FAKE_RECORDS  # verified, not cached
+    assert len(CIFAR10(root=tmp_path, train=False)) == FAKE_RECORDS  # remembered in memory
+    assert hashed == ["test_batch.bin"] * 2 and not (folder / VERIFIED_FILE).exists()
+
+
+def test_mnist_gz_files_on_disk_are_md5_checked(tmp_path):
+    images, labels = fake_mnist(3)
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(images)))
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(labels)))
+    with pytest.raises(DatasetError) as info:
+        MNIST(root=tmp_path, train=False)
+    message = str(info.value)
+    assert "t10k-images-idx3-ubyte.gz has MD5" in message
+    assert MNIST.resources["t10k-images-idx3-ubyte.gz"] in message
+    assert os.path.join(str(tmp_path), "mnist", "") in message
+
+
 # --------------------------------------------------------------------------- MNIST reader
 
 
@@ -365,6 +463,7 @@ def test_mnist_reads_plain_and_gzip_idx(tmp_path, monkeypatch, compress):
     pack = gzip.compress if compress else (lambda b: b)
     (folder / f"t10k-images-idx3-ubyte{suffix}").write_bytes(pack(idx(images)))
     (folder / f"t10k-labels-idx1-ubyte{suffix}").write_bytes(pack(idx(labels)))
+    publish_md5s(monkeypatch, folder)
     ds = MNIST(root=tmp_path, train=False)
     assert ds.data.shape == (5, 1, 28, 28) and ds.data.dtype == np.uint8
     np.testing.assert_array_equal(ds.data[:, 0], images)
@@ -379,6 +478,7 @@ def test_mnist_torchvision_layout_and_root_itself(tmp_path, monkeypatch):
         folder.mkdir(parents=True)
         (folder / "train-images-idx3-ubyte").write_bytes(idx(images))
         (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(labels)))
+    publish_md5s(monkeypatch, tmp_path / "b")
     assert len(MNIST(root=tmp_path / "a")) == 2 and len(MNIST(root=tmp_path / "b")) == 2
 
 

@@ -1,16 +1,23 @@
 """mr.save / mr.load: round trips, dtypes, atomic writes, corrupt files, and no pickle."""
 
+import io
 import json
 import os
 import pickle
+import signal
 import stat
+import subprocess
+import sys
+import time
+import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import minires as mr
-from minires import backend, serialization
+from minires import backend, files, serialization
 from minires.nn import Parameter
 from minires.serialization import CheckpointError, load, save
 
@@ -346,12 +353,22 @@ def test_a_pickle_file_is_refused(tmp_path):
         load(bad)
 
 
-def test_a_torch_checkpoint_is_refused_with_a_hint(tmp_path):
+def test_a_torch_checkpoint_is_read_through_torchs_weights_only_loader(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     path = tmp_path / "model.pt"
-    torch.save({"w": torch.zeros(2)}, path)
-    with pytest.raises(CheckpointError, match="model.pt.*PyTorch checkpoint"):
-        load(path)
+    torch.save({"w": torch.arange(3.0)}, path)
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    back = load(path)
+    assert calls == [{"map_location": "cpu", "weights_only": True}]
+    assert isinstance(back["w"], mr.Tensor)
+    np.testing.assert_array_equal(back["w"].data, [0.0, 1.0, 2.0])
 
 
 def test_load_never_unpickles(tmp_path, monkeypatch):
@@ -394,3 +411,307 @@ def test_map_location_cuda_without_a_gpu_is_a_clear_error(tmp_path):
         load(tmp_path / "c", map_location="cuda")
     with pytest.raises(ValueError, match="unknown device"):
         load(tmp_path / "c", map_location="tpu")
+
+
+# --------------------------------------------------------------------------- hostile files
+# Each of these once got past mr.load as something other than a CheckpointError (or
+# loaded silently); see the module docstring of minires.serialization for the rules.
+
+CENTRAL, LOCAL = b"PK\x01\x02", b"PK\x03\x04"
+
+
+def patch_member(data: bytes, name: str, **fields) -> bytes:
+    """Change header fields of member ``name`` in a zip's bytes (local and central headers).
+
+    ``fields``: flags, method, compress_size, file_size (the last two in the central
+    directory only, where zipfile reads them). Works on archives without zip64 fields.
+    """
+    data = bytearray(data)
+    encoded = name.encode()
+    at = 0
+    while (at := data.find(LOCAL, at)) != -1:
+        length = int.from_bytes(data[at + 26: at + 28], "little")
+        if bytes(data[at + 30: at + 30 + length]) == encoded:
+            if "flags" in fields:
+                data[at + 6: at + 8] = fields["flags"].to_bytes(2, "little")
+            if "method" in fields:
+                data[at + 8: at + 10] = fields["method"].to_bytes(2, "little")
+        at += 4
+    at = 0
+    while (at := data.find(CENTRAL, at)) != -1:
+        length = int.from_bytes(data[at + 28: at + 30], "little")
+        if bytes(data[at + 46: at + 46 + length]) == encoded:
+            for field, offset, size in [("flags", 8, 2), ("method", 10, 2),
+                                        ("compress_size", 20, 4), ("file_size", 24, 4)]:
+                if field in fields:
+                    data[at + offset: at + offset + size] = fields[field].to_bytes(size, "little")
+        at += 4
+    return bytes(data)
+
+
+def small_checkpoint(tmp_path) -> bytes:
+    """A checkpoint's bytes, rewritten without zip64 fields so headers are easy to patch."""
+    path = tmp_path / "small.ckpt"
+    rewrite(path, members_of(saved(tmp_path, {"w": np.arange(1000.0), "v": np.ones(1000)})))
+    return path.read_bytes()
+
+
+def manifest_for(shape, dtype="<f8", root=None) -> bytes:
+    return json.dumps({"format": "minires.checkpoint", "version": 1,
+                       "root": root or {"type": "ndarray", "array": 0},
+                       "arrays": [{"dtype": dtype, "shape": list(shape),
+                                   "device": "cpu"}]}).encode()
+
+
+@pytest.mark.parametrize("method, label", [(zipfile.ZIP_DEFLATED, "deflate"),
+                                           (zipfile.ZIP_BZIP2, "bzip2"),
+                                           (zipfile.ZIP_LZMA, "lzma")])
+def test_a_compressed_member_is_refused_before_it_is_inflated(tmp_path, method, label):
+    members = members_of(saved(tmp_path, {"w": np.zeros(2 << 20)}))  # 16 MiB of zeros
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(bomb, "w", compression=method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    assert bomb.stat().st_size < (1 << 20)  # the file is small; inflated it is not
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=rf"bomb.ckpt: member .* is compressed "
+                                                  rf"\({label}\)"):
+            load(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (4 << 20), peak
+
+
+def test_an_unknown_compression_method_is_refused(tmp_path):
+    bad = tmp_path / "method.ckpt"
+    bad.write_bytes(patch_member(small_checkpoint(tmp_path), "arrays/0.npy", method=99))
+    with pytest.raises(CheckpointError, match=r"method.ckpt: member arrays/0.npy is "
+                                              r"compressed \(unknown method 99\)"):
+        load(bad)
+
+
+def test_an_encrypted_member_is_refused(tmp_path):
+    bad = tmp_path / "locked.ckpt"
+    bad.write_bytes(patch_member(small_checkpoint(tmp_path), "arrays/1.npy", flags=1))
+    with pytest.raises(CheckpointError, match="locked.ckpt: member arrays/1.npy is encrypted"):
+        load(bad)
+
+
+def test_a_header_claiming_4_tb_is_refused_before_allocating(tmp_path):
+    shape = (1 << 20, 1 << 20)  # float32: 4 TiB
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": shape})
+    bad = tmp_path / "huge.ckpt"
+    rewrite(bad, {"manifest.json": manifest_for(shape, "<f4"),
+                  "arrays/0.npy": header.getvalue() + bytes(64)})
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"huge.ckpt: arrays/0.npy claims an array "
+                                                  r"of shape \(1048576, 1048576\).*"
+                                                  r"4398046511104 bytes\) but stores 64 bytes"):
+            load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (1 << 20), peak
+
+
+def test_a_deeply_nested_manifest_is_refused_without_recursion(tmp_path):
+    depth = 100_000
+    root = '{"type": "list", "items": [' * depth + "]}" * depth
+    manifest = ('{"format": "minires.checkpoint", "version": 1, "arrays": [], "root": '
+                + root + "}")
+    bad = tmp_path / "deep.ckpt"
+    rewrite(bad, {"manifest.json": manifest.encode()})
+    with pytest.raises(CheckpointError, match=r"deep.ckpt: manifest.json nests more than "
+                                              r"\d+ levels deep; .* at most "
+                                              rf"{serialization.MAX_DEPTH} containers"):
+        load(bad)
+
+
+def test_nesting_up_to_max_depth_round_trips_and_deeper_is_refused_on_save(tmp_path):
+    deep = [1]
+    for _ in range(serialization.MAX_DEPTH - 1):
+        deep = [deep]
+    save(deep, tmp_path / "ok")
+    assert load(tmp_path / "ok") == deep
+    with pytest.raises(ValueError, match=rf"nested {serialization.MAX_DEPTH + 1} containers"):
+        save([deep], tmp_path / "too-deep")
+    assert not (tmp_path / "too-deep").exists()
+
+
+def test_duplicate_member_names_are_refused(tmp_path):
+    members = members_of(saved(tmp_path, {"w": np.zeros(3)}))
+    bad = tmp_path / "twice.ckpt"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(bad, "w") as archive:
+            archive.writestr("manifest.json", members["manifest.json"])
+            archive.writestr("arrays/0.npy", members["arrays/0.npy"])
+            buffer = io.BytesIO()
+            np.save(buffer, np.ones(3))
+            archive.writestr("arrays/0.npy", buffer.getvalue())  # which one is the array?
+    with pytest.raises(CheckpointError, match=r"twice.ckpt: .*'arrays/0.npy' twice"):
+        load(bad)
+
+
+def test_member_sizes_that_disagree_are_refused(tmp_path):
+    data = small_checkpoint(tmp_path)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        size = archive.getinfo("arrays/0.npy").file_size
+    bad = tmp_path / "sizes.ckpt"
+    bad.write_bytes(patch_member(data, "arrays/0.npy", file_size=size + 8))
+    with pytest.raises(CheckpointError, match=rf"sizes.ckpt: member arrays/0.npy .* sizes "
+                                              rf"disagree \({size} bytes stored, {size + 8}"):
+        load(bad)
+    bad.write_bytes(patch_member(data, "arrays/0.npy", file_size=10**9, compress_size=10**9))
+    with pytest.raises(CheckpointError, match=r"claims 1000000000 bytes .* beyond the end"):
+        load(bad)
+
+
+def test_members_claiming_more_bytes_than_the_file_holds_are_refused(tmp_path):
+    data = small_checkpoint(tmp_path)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        first, second = archive.getinfo("arrays/0.npy"), archive.getinfo("arrays/1.npy")
+    # the first member now also spans the second: both arrays' bytes are claimed twice
+    span = second.header_offset + 30 + len("arrays/1.npy") + second.file_size \
+        - first.header_offset - 30 - len("arrays/0.npy")
+    bad = tmp_path / "overlap.ckpt"
+    bad.write_bytes(patch_member(data, "arrays/0.npy", file_size=span, compress_size=span))
+    with pytest.raises(CheckpointError, match=rf"overlap.ckpt: its members claim \d+ bytes "
+                                              rf"in all but the file has only {len(data)}"):
+        load(bad)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["arrays"].__setitem__(0, 5), "manifest entry of arrays/0.npy is not an object"),
+    (lambda m: m["arrays"][0].update(shape=[-1000]), "has no valid shape"),
+    (lambda m: m["arrays"][0].update(shape="1000"), "has no valid shape"),
+    (lambda m: m["arrays"][0].update(dtype=["<f8"]), "has no valid dtype"),
+    (lambda m: m["arrays"][0].update(dtype="<f8,<f8"), "never holds"),
+    (lambda m: m["arrays"][0].update(device=["cuda"]), "unknown device"),
+    (lambda m: m.update(version=True), "version True"),
+    (lambda m: m["root"].update(items=[[{"type": "list", "items": []}, {"type": "none"}]]),
+     "a dict key is a list"),
+    (lambda m: m["root"].update(items=[[{"type": "str", "value": "a"}]]),
+     "not a .key, value. pair"),
+    (lambda m: m["root"].update(items={"a": 1}), "items are not a list"),
+    (lambda m: m["root"]["items"][0].__setitem__(
+        1, {"type": "tensor", "array": 0, "requires_grad": "yes"}), "must be true or false"),
+    (lambda m: m["root"]["items"][0].__setitem__(1, {"type": "numpy_scalar", "array": 0}),
+     r"numpy scalar but its array has shape \(1000,\)"),
+    (lambda m: m["root"]["items"][1].__setitem__(1, {"type": "float", "value": "abc"}),
+     "malformed manifest node"),
+])
+def test_wrong_types_in_the_manifest_are_refused(tmp_path, edit, message):
+    members = members_of(saved(tmp_path))
+    manifest = json.loads(members["manifest.json"])
+    edit(manifest)
+    bad = tmp_path / "typed.ckpt"
+    rewrite(bad, {**members, "manifest.json": json.dumps(manifest).encode()})
+    with pytest.raises(CheckpointError, match=f"typed.ckpt: .*{message}"):
+        load(bad)
+
+
+def test_an_integer_too_long_for_json_is_a_checkpoint_error(tmp_path):
+    members = members_of(saved(tmp_path, {"n": 3}))
+    text = members["manifest.json"].decode().replace('"value": 3', '"value": ' + "9" * 5000)
+    bad = tmp_path / "long.ckpt"
+    rewrite(bad, {**members, "manifest.json": text.encode()})
+    with pytest.raises(CheckpointError, match="long.ckpt: manifest.json is not valid JSON"):
+        load(bad)
+
+
+def test_unexpected_members_and_void_dtypes_are_refused(tmp_path):
+    members = members_of(saved(tmp_path))
+    bad = tmp_path / "extra.ckpt"
+    rewrite(bad, {**members, "run.sh": b"rm -rf ~"})
+    with pytest.raises(CheckpointError, match=r"extra.ckpt: .*unexpected members \['run.sh'\]"):
+        load(bad)
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(2, dtype="V8"))
+    rewrite(bad, {"manifest.json": manifest_for([2], "|V8"), "arrays/0.npy": buffer.getvalue()})
+    with pytest.raises(CheckpointError, match=r"extra.ckpt: .* dtype \|V8, which a checkpoint "
+                                              "never holds"):
+        load(bad)
+
+
+def test_a_fortran_ordered_array_loads_as_saved(tmp_path):
+    array = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    path = tmp_path / "f.ckpt"
+    rewrite(path, {"manifest.json": manifest_for([3, 4]), "arrays/0.npy": buffer.getvalue()})
+    back = load(path)
+    np.testing.assert_array_equal(back, array)
+
+
+# --------------------------------------------------------------------------- stale temporaries
+
+
+def test_a_killed_save_leaves_a_temporary_that_the_next_save_removes(tmp_path):
+    script = (
+        "import os, signal, sys, numpy as np\n"
+        "from minires import serialization\n"
+        "def dying_write(file, array):\n"
+        "    file.write(b'half of an array')\n"
+        "    file.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "serialization._write_array = dying_write\n"
+        "serialization.save({'w': np.zeros(10)}, sys.argv[1])\n"
+    )
+    target = tmp_path / "model.ckpt"
+    save({"version": 1}, target)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent)] + sys.path))
+    run = subprocess.run([sys.executable, "-c", script, str(target)], env=env,
+                         capture_output=True, timeout=120)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    leftovers = [n for n in os.listdir(tmp_path) if n != "model.ckpt"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".model.ckpt.")
+    assert load(target) == {"version": 1}  # the previous file is intact
+    # a dead writer's temporary is removed once it is a minute old (the grace period)
+    old = time.time() - files.DEAD_WRITER_GRACE_S - 1
+    os.utime(tmp_path / leftovers[0], (old, old))
+    save({"version": 2}, tmp_path / "other.ckpt")
+    assert sorted(os.listdir(tmp_path)) == ["model.ckpt", "other.ckpt"]
+
+
+def test_only_stale_temporaries_of_minires_are_removed(tmp_path):
+    now = time.time()
+    day = files.ABANDONED_AFTER_S
+    live = Path(files.temporary_path(tmp_path / "a.ckpt")).name  # this process: alive
+    dead_pid = 2**22 + 12345  # above Linux's pid_max: no such process
+    dead = live.replace(f".{os.getpid()}-", f".{dead_pid}-")
+    cases = {  # name: (age in seconds, removed?)
+        live: (2 * files.DEAD_WRITER_GRACE_S, False),
+        dead: (2 * files.DEAD_WRITER_GRACE_S, os.name == "posix"),
+        dead.replace(".a.ckpt.", ".b.ckpt."): (1.0, False),  # dead, but too recent
+        ".old.ckpt.0123456789ab.tmp": (day + 60, True),  # minires 0.1's mr.save naming
+        ".old.ckpt.0123456789ab.tmp.keep": (day + 60, False),
+        ".cifar.tar.gz.abc_1234.part": (day + 60, True),  # minires 0.1's downloader
+        ".cifar.tar.gz.abc_1234.part2": (day + 60, False),
+        "notes.tmp": (day + 60, False),
+        ".hidden.tmp": (day + 60, False),
+        live.replace(".a.ckpt.", ".c.ckpt."): (day + 60, True),  # abandoned for a day
+    }
+    for name, (age, _) in cases.items():
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (now - age, now - age))
+    save([1], tmp_path / "a.ckpt")
+    expected = sorted([n for n, (_, removed) in cases.items() if not removed] + ["a.ckpt"])
+    assert sorted(os.listdir(tmp_path)) == expected
+
+
+def test_a_manifest_over_the_size_cap_is_refused_on_save_and_on_load(tmp_path, monkeypatch):
+    save({"history": list(range(1000))}, tmp_path / "long.ckpt")
+    monkeypatch.setattr(serialization, "MAX_MANIFEST_BYTES", 4096)
+    with pytest.raises(CheckpointError, match=r"long.ckpt: manifest.json is \d+ bytes; a "
+                                              r"checkpoint's manifest is at most 4096 bytes"):
+        load(tmp_path / "long.ckpt")
+    with pytest.raises(ValueError, match=r"more than the 4096 a checkpoint allows; keep long "
+                                         r"runs of numbers in arrays"):
+        save({"history": list(range(1000))}, tmp_path / "again.ckpt")
+    assert not (tmp_path / "again.ckpt").exists()

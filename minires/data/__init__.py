@@ -2,8 +2,9 @@
 
 ``CIFAR10`` and ``MNIST`` read the official binary/idx files (``download=True`` fetches
 and checks them; ``sample=True`` reads the small real samples that ship with minires,
-offline). ``DataLoader`` yields whole batches as Tensors on a device, and the transforms
-run on the batch's own array module, so augmentation runs on the GPU too::
+offline); ``ImageFolder`` reads your own images, one folder per class. ``DataLoader``
+yields whole batches as Tensors on a device, and the transforms run on the batch's own
+array module, so augmentation runs on the GPU too::
 
     from minires.data import CIFAR10, DataLoader, transforms as T
 
@@ -26,24 +27,37 @@ from .datasets import (
     read_cifar_batch,
     read_idx,
 )
-from .download import DatasetError, download_url, extract_tar_folder, md5sum
+from .download import (
+    DatasetError,
+    download_url,
+    extract_tar_folder,
+    file_digest,
+    md5sum,
+    verify_file,
+)
+from .image_folder import ImageFolder
 from .loader import DataLoader
 from .transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     MNIST_MEAN,
     MNIST_STD,
+    CenterCrop,
     Compose,
     Normalize,
     RandomCrop,
     RandomHorizontalFlip,
+    Resize,
     ToFloat,
 )
 
 __all__ = [
-    "CIFAR10", "CIFAR10_MEAN", "CIFAR10_STD", "Compose", "DataLoader", "Dataset",
-    "DatasetError", "MNIST", "MNIST_MEAN", "MNIST_STD", "Normalize", "RandomCrop",
-    "RandomHorizontalFlip", "TensorDataset", "ToFloat", "default_root", "download_url",
-    "extract_tar_folder", "get_dataset", "md5sum", "read_cifar_batch", "read_idx",
-    "transforms",
+    "CIFAR10", "CIFAR10_MEAN", "CIFAR10_STD", "CenterCrop", "Compose", "DataLoader",
+    "Dataset", "DatasetError", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFolder", "MNIST",
+    "MNIST_MEAN", "MNIST_STD", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",
+    "TensorDataset", "ToFloat", "default_root", "download_url", "extract_tar_folder",
+    "file_digest", "get_dataset", "md5sum", "read_cifar_batch", "read_idx", "transforms",
+    "verify_file",
 ]

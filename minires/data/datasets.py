@@ -10,6 +10,11 @@ run arbitrary code) and check every size they can, so a truncated or wrong file 
 at once with a message naming the file, what was expected, and where files should go.
 The small samples shipped in ``minires/data/samples/`` are stored in the same formats
 and read by the same functions.
+
+Files found on disk are checked against their published MD5s before they are used, not
+only after a download (six files of zeros of the right sizes are not CIFAR-10). Each file
+is hashed once: the digest is remembered by the file's size and modification time
+(``download.verify_file``), so later loads cost a ``stat``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy
 
 from .. import backend
 from ..tensor import Tensor
-from .download import DatasetError, download_url, extract_tar_folder, md5sum
+from .download import DatasetError, download_url, extract_tar_folder, verify_file
 from .transforms import ToFloat
 
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
@@ -226,8 +231,9 @@ class CIFAR10(Dataset):
     Looks for ``root/cifar-10-batches-bin/`` (or ``root`` itself when it holds the files),
     where the official ``cifar-10-binary.tar.gz`` extracts to. ``root`` defaults to
     ``$MINIRES_DATA`` or ``~/.cache/minires``. ``download=True`` fetches the archive,
-    checks its MD5 and the MD5 of every extracted file. On load only file sizes are
-    checked (cheap). ``sample=True`` reads the small real sample shipped with minires
+    checks its MD5 and the MD5 of every extracted file. Files found on disk are checked
+    too: sizes on every load, MD5s once per file (remembered by size and mtime).
+    ``sample=True`` reads the small real sample shipped with minires
     (the first 2000 train / 1000 test records of the official files) and needs no
     network and no ``root``.
     """
@@ -278,6 +284,7 @@ class CIFAR10(Dataset):
                     f"holding {names} in {os.path.join(self.root, self.base_folder)} or "
                     f"{self.root}. Pass download=True to fetch it.{where}"
                 )
+            self._verify_split(folder)
             files = [(os.path.join(folder, name), self.records_per_file)
                      for name, _ in self._split_list()]
         self.files = [path for path, _ in files]
@@ -309,9 +316,10 @@ class CIFAR10(Dataset):
             "sample that ships with minires."
         )
 
-    # ----------------------------------------------------------------- download
-    def _verify(self, folder, check_md5: bool) -> None:
-        for name, md5 in self.train_list + self.test_list:
+    # ----------------------------------------------------------------- verification
+    def _verify(self, folder, files=None) -> None:
+        """Every file of ``files`` (default: all six) in ``folder``: right size, right MD5."""
+        for name, md5 in files if files is not None else self.train_list + self.test_list:
             path = os.path.join(folder, name)
             if not os.path.isfile(path):
                 raise DatasetError(f"CIFAR-10 file {name} is missing from {folder}.{self._where()}")
@@ -322,12 +330,12 @@ class CIFAR10(Dataset):
                     f"({self.records_per_file} records of {CIFAR10_RECORD_SIZE} bytes): "
                     f"truncated or corrupt.{self._where()}"
                 )
-            if check_md5 and md5sum(path) != md5:
-                raise DatasetError(
-                    f"CIFAR-10 file {path} has MD5 {md5sum(path)}; expected the official "
-                    f"{md5}: the file is corrupt.{self._where()}"
-                )
+            verify_file(path, md5=md5, what="CIFAR-10 file", where=self._where())
 
+    def _verify_split(self, folder) -> None:
+        self._verify(folder, self._split_list())
+
+    # ----------------------------------------------------------------- download
     def download(self) -> None:
         """Fetch and extract the official archive into ``root`` unless the files are there.
 
@@ -336,16 +344,17 @@ class CIFAR10(Dataset):
         """
         folder = os.path.join(self.root, self.base_folder)
         try:
-            self._verify(folder, check_md5=False)
-            return  # already complete (sizes); the MD5s were checked when it was extracted
+            self._verify(folder)
+            return  # already complete and verified
         except DatasetError:
             pass
         os.makedirs(self.root, exist_ok=True)
         archive = os.path.join(self.root, self.archive)
-        if not (os.path.isfile(archive) and md5sum(archive) == self.archive_md5):
+        try:
+            verify_file(archive, md5=self.archive_md5, what="CIFAR-10 archive")
+        except (OSError, DatasetError):  # absent, or not the official bytes: fetch it
             download_url(self.url, archive, self.archive_md5, where=self._where())
-        extract_tar_folder(archive, self.root, self.base_folder,
-                           verify=lambda inner: self._verify(inner, check_md5=True),
+        extract_tar_folder(archive, self.root, self.base_folder, verify=self._verify,
                            where=self._where())
 
     def __repr__(self) -> str:
@@ -361,8 +370,11 @@ class MNIST(Dataset):
     ``t10k-`` pair (test), each plain or ``.gz``, in ``root/mnist/``, ``root/MNIST/raw/``
     (torchvision's layout) or ``root`` itself. ``data`` is uint8 ``(N, 1, 28, 28)``.
     ``download=True`` fetches the two ``.gz`` files of the split from a mirror and checks
-    their published MD5s. ``sample=True`` reads the shipped sample (the first 2000 train /
-    1000 test images of the official files).
+    their published MD5s. ``.gz`` files found on disk are MD5-checked too (once per file,
+    remembered by size and mtime), and preferred over plain files when both are there:
+    the MD5s are published for the ``.gz`` files only, so plain idx files are checked by
+    their headers and sizes alone. ``sample=True`` reads the shipped sample (the first
+    2000 train / 1000 test images of the official files).
     """
 
     base_folder = "mnist"
@@ -413,6 +425,10 @@ class MNIST(Dataset):
                     f"{os.path.join(self.root, 'MNIST', 'raw')} or {self.root}. "
                     f"Pass download=True to fetch it.{where}"
                 )
+            for path in paths:
+                if path.endswith(".gz"):
+                    verify_file(path, md5=self.resources[os.path.basename(path)],
+                                what="MNIST file", where=where)
         self.files = list(paths)
         images = read_idx(paths[0], IDX_IMAGES_MAGIC, where)
         labels = read_idx(paths[1], IDX_LABELS_MAGIC, where)
@@ -439,7 +455,8 @@ class MNIST(Dataset):
         for folder in candidates:
             found = []
             for name in self.split_files[split]:
-                for path in (os.path.join(folder, name), os.path.join(folder, name + ".gz")):
+                # .gz first: its MD5 is published, so it can be verified
+                for path in (os.path.join(folder, name + ".gz"), os.path.join(folder, name)):
                     if os.path.isfile(path):
                         found.append(path)
                         break
@@ -464,8 +481,11 @@ class MNIST(Dataset):
             name = base + ".gz"
             md5 = self.resources[name]
             path = os.path.join(folder, name)
-            if os.path.isfile(path) and md5sum(path) == md5:
-                continue
+            try:
+                verify_file(path, md5=md5, what="MNIST file")
+                continue  # already there, with the official bytes
+            except (OSError, DatasetError):
+                pass
             errors = []
             for mirror in self.mirrors:  # the first mirror that serves the right bytes wins
                 try:
@@ -490,18 +510,39 @@ _DATASETS = {
     "cifar10-sample": (CIFAR10, True),
     "mnist": (MNIST, False),
     "mnist-sample": (MNIST, True),
+    "imagefolder": (None, False),  # your own images: 'imagefolder:PATH' or root=PATH
 }
 
 
 def get_dataset(name: str, train: bool = True, root=None, download: bool = False,
-                transform=None) -> Dataset:
-    """A dataset by name: 'cifar10', 'cifar10-sample', 'mnist' or 'mnist-sample'.
+                transform=None, size=None) -> Dataset:
+    """A dataset by name: 'cifar10', 'cifar10-sample', 'mnist', 'mnist-sample' or
+    'imagefolder:PATH'.
 
     The '-sample' names read the small real samples that ship with minires (offline).
+    'imagefolder:PATH' (or 'imagefolder' with ``root=PATH``) reads your own images from
+    ``PATH/train/<class>/...`` and ``PATH/val/<class>/...`` (or ``PATH/test``), resized
+    at load to ``size`` when given (see ``ImageFolder``).
     """
     key = name.lower().replace("_", "-").replace("cifar-10", "cifar10")
+    path = None
+    if key.startswith(("imagefolder:", "image-folder:")):
+        key, path = "imagefolder", name.split(":", 1)[1]
+    key = key.replace("image-folder", "imagefolder")
     if key not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}: expected one of {', '.join(_DATASETS)}")
+        names = [k if k != "imagefolder" else "imagefolder:PATH" for k in _DATASETS]
+        raise ValueError(f"unknown dataset {name!r}: expected one of {', '.join(names)}")
+    if key == "imagefolder":
+        from .image_folder import image_folder_split
+
+        path = path or root
+        if not path:
+            raise ValueError("get_dataset('imagefolder'): say where the images are: "
+                             "'imagefolder:PATH' or root=PATH")
+        return image_folder_split(path, train=train, transform=transform, size=size)
+    if size is not None:
+        raise ValueError(f"get_dataset: size= resizes image folders at load; {name!r} has "
+                         "one image size already")
     cls, sample = _DATASETS[key]
     if sample:
         return cls(train=train, transform=transform, sample=True)

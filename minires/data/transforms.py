@@ -15,6 +15,8 @@ yourself (it leaves float batches as they are).
 
 from __future__ import annotations
 
+import numpy
+
 from .. import backend
 
 # Per-channel mean and standard deviation of the training images, scaled to [0, 1]: the
@@ -23,6 +25,10 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
+# ImageNet's per-channel statistics in [0, 1], which torchvision's pretrained weights
+# expect their inputs normalised with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _check_batch(name: str, x) -> None:
@@ -155,3 +161,98 @@ class RandomHorizontalFlip:
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+def _pair(name: str, size) -> tuple:
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                 for d in pair):
+        raise ValueError(f"{name}: size must be a positive int or (height, width), got {size!r}")
+    return pair
+
+
+def _resize_matrix(xp, in_size: int, out_size: int, antialias: bool, dtype):
+    """``(out_size, in_size)`` weights of the bilinear (triangle) filter, rows summing to 1.
+
+    Output pixel ``o`` is centred at ``(o + 0.5) * scale`` in input coordinates, input
+    pixel ``i`` at ``i + 0.5``. When shrinking with ``antialias`` the triangle widens by
+    the scale factor, so every input pixel contributes (Pillow's and torchvision's
+    antialiased resize); otherwise it is plain bilinear interpolation.
+    """
+    scale = in_size / out_size
+    support = max(scale, 1.0) if antialias else 1.0
+    centers = (numpy.arange(out_size) + 0.5) * scale  # (out,)
+    inputs = numpy.arange(in_size) + 0.5  # (in,)
+    weights = numpy.maximum(0.0, 1.0 - numpy.abs(inputs[None, :] - centers[:, None]) / support)
+    if not antialias:  # bilinear reads the edge pixel beyond the border (clamping)
+        nearest = numpy.clip(numpy.floor(centers - 0.5), 0, in_size - 1).astype(int)
+        empty = weights.sum(axis=1) == 0
+        weights[empty, nearest[empty]] = 1.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    return xp.asarray(weights, dtype=dtype)
+
+
+class Resize:
+    """Resize a batch ``(N, C, H, W)`` with a bilinear filter, like torchvision's ``Resize``.
+
+    ``size`` an int: the shorter side becomes ``size`` and the longer one keeps the
+    aspect ratio (``int(size * long / short)``, as torchvision computes it); ``(h, w)``:
+    exactly that. ``antialias=True`` (torchvision's default) widens the filter when
+    shrinking so no input pixel is skipped, as Pillow does. Separable: two matrix
+    products per batch, so it runs on the GPU too.
+    """
+
+    def __init__(self, size, antialias: bool = True):
+        self.size = size if isinstance(size, int) else _pair("Resize", size)
+        if isinstance(size, int) and (isinstance(size, bool) or size < 1):
+            raise ValueError(f"Resize: size must be a positive int or (height, width), got "
+                             f"{size!r}")
+        self.antialias = bool(antialias)
+
+    def output_size(self, H: int, W: int) -> tuple:
+        if not isinstance(self.size, int):
+            return self.size
+        short, long = (H, W) if H <= W else (W, H)
+        new_short, new_long = self.size, int(self.size * long / short)
+        return (new_short, new_long) if H <= W else (new_long, new_short)
+
+    def __call__(self, x):
+        _check_batch("Resize", x)
+        xp = backend.array_module(x)
+        if not xp.issubdtype(x.dtype, xp.floating):
+            raise TypeError(f"Resize: expected float images, got {x.dtype}; scale them first "
+                            "with ToFloat() (the DataLoader does this itself)")
+        H, W = x.shape[2:]
+        OH, OW = self.output_size(H, W)
+        if (OH, OW) == (H, W):
+            return x
+        rows = _resize_matrix(xp, H, OH, self.antialias, x.dtype)  # (OH, H)
+        cols = _resize_matrix(xp, W, OW, self.antialias, x.dtype)  # (OW, W)
+        return rows @ (x @ cols.T)  # (N, C, H, OW), then (N, C, OH, OW)
+
+    def __repr__(self) -> str:
+        return f"Resize(size={self.size}, antialias={self.antialias})"
+
+
+class CenterCrop:
+    """Crop the centre ``size`` (an int for a square, or ``(h, w)``) of every image.
+
+    The offsets are torchvision's (``round((H - h) / 2)``). Images smaller than ``size``
+    are an error (torchvision pads them with zeros): resize them first.
+    """
+
+    def __init__(self, size):
+        self.size = _pair("CenterCrop", size)
+
+    def __call__(self, x):
+        _check_batch("CenterCrop", x)
+        H, W = x.shape[2:]
+        TH, TW = self.size
+        if TH > H or TW > W:
+            raise ValueError(f"CenterCrop: crop size {self.size} is larger than the images "
+                             f"(batch shape {tuple(x.shape)}); Resize them first")
+        top, left = int(round((H - TH) / 2.0)), int(round((W - TW) / 2.0))
+        return x[:, :, top: top + TH, left: left + TW]
+
+    def __repr__(self) -> str:
+        return f"CenterCrop(size={self.size})"

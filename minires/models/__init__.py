@@ -1,8 +1,13 @@
-"""Models: CIFAR and ImageNet ResNets, their plain twins, MLPs, and ``get_model``."""
+"""Models: CIFAR and ImageNet ResNets, their plain twins, MLPs, and ``get_model``.
+
+``resnet18/34/50(weights=...)`` load pretrained weights (``minires.models.pretrained``).
+"""
 
 from __future__ import annotations
 
+from . import pretrained
 from .mlp import MLP, MLPBlock, PlainMLP, ResidualMLP, ResidualMLPBlock, mlp
+from .pretrained import load_weights, pretrained_weights
 from .resnet import (
     BasicBlock,
     Bottleneck,
@@ -55,7 +60,8 @@ def get_model(name: str, num_classes: int = 10, **kwargs):
 
 __all__ = [
     "BasicBlock", "Bottleneck", "MLP", "MLPBlock", "PlainMLP", "ResNet", "ResidualMLP",
-    "ResidualMLPBlock", "ZeroPadShortcut", "cifar_resnet", "get_model", "list_models", "mlp",
-    "plain110", "plain20", "plain32", "plain44", "plain56", "plain_cifar", "resnet110",
-    "resnet18", "resnet20", "resnet32", "resnet34", "resnet44", "resnet50", "resnet56",
+    "ResidualMLPBlock", "ZeroPadShortcut", "cifar_resnet", "get_model", "list_models",
+    "load_weights", "mlp", "plain110", "plain20", "plain32", "plain44", "plain56", "plain_cifar",
+    "pretrained", "pretrained_weights", "resnet110", "resnet18", "resnet20", "resnet32",
+    "resnet34", "resnet44", "resnet50", "resnet56",
 ]

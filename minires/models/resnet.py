@@ -294,19 +294,53 @@ def plain110(num_classes=10, batch_norm=True):
 # ------------------------------------------------------------------------ ImageNet nets
 
 
-def resnet18(num_classes=1000, cifar_stem=False, zero_init_residual=False) -> ResNet:
-    """torchvision's resnet18 (11,689,512 parameters with 1000 classes)."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, zero_init_residual,
-                  cifar_stem=cifar_stem)
+def _with_weights(model: ResNet, arch: str, weights, num_classes: int) -> ResNet:
+    if weights is None:
+        return model
+    from .pretrained import _release_name, load_weights, pretrained_weights
+
+    if _release_name(arch, weights) is not None:
+        release = pretrained_weights(arch, weights)
+        if num_classes != release.num_classes:
+            raise ValueError(
+                f"{arch}(weights={weights!r}): these {release.source} weights classify "
+                f"{release.num_classes} classes; build the model with num_classes="
+                f"{release.num_classes} (the default) and replace its head for your classes: "
+                f"model.fc = nn.Linear(model.fc.in_features, {num_classes})")
+    load_weights(model, weights, arch=arch)
+    return model
 
 
-def resnet34(num_classes=1000, cifar_stem=False, zero_init_residual=False) -> ResNet:
-    """torchvision's resnet34 (21,797,672 parameters with 1000 classes)."""
-    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, zero_init_residual,
-                  cifar_stem=cifar_stem)
+def resnet18(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
+             weights=None) -> ResNet:
+    """torchvision's resnet18 (11,689,512 parameters with 1000 classes).
+
+    ``weights``: None (random initialisation), a file (minires, safetensors or PyTorch),
+    or a torchvision release name such as ``"IMAGENET1K_V1"`` or ``"DEFAULT"``
+    (downloaded once, hash-checked; see ``minires.models.pretrained``).
+    """
+    model = ResNet(BasicBlock, [2, 2, 2, 2], num_classes, zero_init_residual,
+                   cifar_stem=cifar_stem)
+    return _with_weights(model, "resnet18", weights, num_classes)
 
 
-def resnet50(num_classes=1000, cifar_stem=False, zero_init_residual=False) -> ResNet:
-    """torchvision's resnet50 v1.5 (25,557,032 parameters with 1000 classes)."""
-    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, zero_init_residual,
-                  cifar_stem=cifar_stem)
+def resnet34(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
+             weights=None) -> ResNet:
+    """torchvision's resnet34 (21,797,672 parameters with 1000 classes).
+
+    ``weights``: as for ``resnet18``.
+    """
+    model = ResNet(BasicBlock, [3, 4, 6, 3], num_classes, zero_init_residual,
+                   cifar_stem=cifar_stem)
+    return _with_weights(model, "resnet34", weights, num_classes)
+
+
+def resnet50(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
+             weights=None) -> ResNet:
+    """torchvision's resnet50 v1.5 (25,557,032 parameters with 1000 classes).
+
+    ``weights``: as for ``resnet18``; ``"DEFAULT"`` is torchvision's ``IMAGENET1K_V2``.
+    """
+    model = ResNet(Bottleneck, [3, 4, 6, 3], num_classes, zero_init_residual,
+                   cifar_stem=cifar_stem)
+    return _with_weights(model, "resnet50", weights, num_classes)
