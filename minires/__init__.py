@@ -2,8 +2,9 @@
 
 ``import minires as mr`` gives tensors with autograd, ``mr.nn`` layers and
 ``mr.nn.functional`` the ops, ``mr.optim`` optimizers, ``mr.data`` data sets and loaders,
-``mr.models`` ResNets, ``mr.save``/``mr.load``, and ``mr.gradcheck`` the
-finite-difference checker that proves every backward pass. ``minires.train`` holds the
+``mr.models`` ResNets, ``mr.save``/``mr.load``, ``mr.distributed`` data-parallel
+training over MPI and NCCL, and ``mr.gradcheck`` the finite-difference checker that
+proves every backward pass. ``minires.train`` holds the
 training loop behind the ``minires`` command.
 """
 
@@ -12,6 +13,7 @@ import numpy as _numpy
 from . import (  # noqa: F401
     cuda,  # importing it registers the CUDA kernels when CuPy is present
     data,
+    distributed,
     models,
     nn,
     ops,
@@ -54,7 +56,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_", "cat", "cuda",
-    "data", "enable_grad", "exp", "float32", "float64", "full", "get_float32_matmul_precision",
+    "data", "distributed", "enable_grad", "exp", "float32", "float64", "full",
+    "get_float32_matmul_precision",
     "gradcheck", "int64", "is_grad_enabled", "load", "log", "manual_seed", "matmul", "max",
     "mean", "models", "nn", "no_grad", "ones", "ones_like", "ops", "optim", "rand", "randint",
     "randn", "save", "set_float32_matmul_precision", "sqrt", "sum", "tensor", "use_kernels",
