@@ -96,6 +96,7 @@ class _Reduction:
                       for b in buckets]
         self.works = []
         self.launched = 0  # buckets are launched in order: the same order on every rank
+        self.finished = False  # every gradient averaged; kept to catch a second backward
 
 
 class DistributedDataParallel(Module):
@@ -267,8 +268,8 @@ class DistributedDataParallel(Module):
 
     def _check_previous_reduction(self) -> None:
         r, self._reduction = self._reduction, None
-        if r is None or not any(r.arrived):
-            return  # a forward without backward (evaluation with grad enabled): dropped
+        if r is None or r.finished or not any(r.arrived):
+            return  # done, or a forward without backward (evaluation with grad enabled)
         missing = [self._names[i] for i, (a, e) in enumerate(zip(r.arrived, r.expected))
                    if a < e]
         raise RuntimeError(
@@ -290,13 +291,15 @@ class DistributedDataParallel(Module):
 
     def _on_gradient(self, r: _Reduction, i: int, grad: Tensor):
         r.arrived[i] += 1
-        if r.arrived[i] > r.expected[i]:
+        if r.finished or r.arrived[i] > r.expected[i]:
             self._reduction = None
             raise RuntimeError(
                 f"DistributedDataParallel: parameter {self._names[i]!r} received more "
-                f"gradients in backward than the forward's graph gives it ({r.expected[i]}): "
-                "it is also used outside the module's forward (a penalty in the loss? use "
-                "the optimizer's weight_decay), or backward ran twice through one forward")
+                f"gradients in backward than the forward's graph gives it ({r.expected[i]}), "
+                "so they cannot all be averaged across ranks: it is also used outside the "
+                "wrapper's forward (a penalty in the loss? use the optimizer's weight_decay; "
+                "the module called without the wrapper?), or backward ran twice through one "
+                "forward")
         if r.arrived[i] < r.expected[i]:
             if self.overlap:
                 self._progress(r)
@@ -320,7 +323,7 @@ class DistributedDataParallel(Module):
         for work in r.works:
             work.wait()
         self.comm_seconds += time.perf_counter() - start
-        self._reduction = None
+        r.finished = True
         averaged = None
         for bucket, flat in zip(self._buckets, r.flats):
             for j, (lo, hi, shape) in bucket.slices.items():

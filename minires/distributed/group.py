@@ -402,16 +402,19 @@ def check_same_on_all_ranks(value, what: str) -> None:
 
 
 def first_difference(a, b, path: str = ""):
-    """``(path, a_part, b_part)`` of the first place where two JSON values differ, or None."""
+    """``(path, a_part, b_part)`` of the first place where two JSON values differ, or None.
+    The path names dict keys, joined by ', ' (a list of plain values is one value)."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
+            where = f"{path}, {key}" if path else str(key)
             if key not in a or key not in b:
-                return (f"{path}[{key!r}]", a.get(key, "<missing>"), b.get(key, "<missing>"))
-            found = first_difference(a[key], b[key], f"{path}[{key!r}]")
+                return (where, a.get(key, "<missing>"), b.get(key, "<missing>"))
+            found = first_difference(a[key], b[key], where)
             if found:
                 return found
         return None
-    if isinstance(a, list) and isinstance(b, list):
+    nested = any(isinstance(v, (dict, list)) for v in (a if isinstance(a, list) else []))
+    if isinstance(a, list) and isinstance(b, list) and nested:
         for i, (x, y) in enumerate(zip(a, b)):
             found = first_difference(x, y, f"{path}[{i}]")
             if found:

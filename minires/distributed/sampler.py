@@ -113,7 +113,15 @@ class DistributedSampler:
         already used: 0 for a whole epoch)."""
         position = _count(position, "position")
         remaining = self.global_order(epoch)[position:]
-        return remaining[self.rank::self.num_replicas]
+        # After a resume with another number of ranks (or another global batch) the rest
+        # may not split evenly; pad or cut it like a whole epoch, so that every rank
+        # runs the same number of steps (a rank with one step more would wait forever)
+        R, extra = self.num_replicas, len(remaining) % self.num_replicas
+        if extra and self.drop_last:
+            remaining = remaining[:len(remaining) - extra]
+        elif extra:
+            remaining = numpy.concatenate([remaining, numpy.resize(remaining, R - extra)])
+        return remaining[self.rank::R]
 
     # ----------------------------------------------------------------- PyTorch's protocol
     def set_epoch(self, epoch: int) -> None:
