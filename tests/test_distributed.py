@@ -488,3 +488,31 @@ def test_sync_batchnorm_errors_name_the_layer_and_the_shapes():
         dist.sync_batch_norm(mr.randn(2, 3), None, None, mr.ones(4))
     with pytest.raises(ValueError, match="expected more than 1 value per channel"):
         nn.SyncBatchNorm(3)(mr.randn(1, 3))
+
+
+# --------------------------------------------------------------------------- the docs page
+
+
+def test_docs_page_python_blocks_run_as_a_world_of_one(tmp_path):
+    """docs/distributed.md's ```python blocks run with plain `python` (one process)."""
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "distributed.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", page, re.S | re.M)
+    assert len(blocks) >= 2
+    script = tmp_path / "blocks.py"
+    script.write_text("\n\n".join(blocks), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in dist.group.LAUNCHER_SIZE_VARIABLES}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "epoch 1: loss" in run.stdout
+    for path in re.findall(r"`((?:minires|tests|tutorials|benchmarks|docs)/[A-Za-z0-9_./-]*)`",
+                           page):
+        assert (root / path).exists(), f"docs/distributed.md names {path}, which is missing"
+    assert "distributed.md" in (root / "mkdocs.yml").read_text(encoding="utf-8")
