@@ -166,7 +166,7 @@ def launch(kind: str, procs: int, threads: int, args, extra=()) -> dict | None:
     if run.returncode != 0 or not results:
         print(f"  ({kind} {procs}x{threads} failed: {run.stderr.strip()[-500:]})")
         return None
-    return next(r for r in results if r["rank"] == 0)
+    return results[0]
 
 
 def print_training_table(args) -> None:
@@ -221,7 +221,9 @@ def main() -> None:
     args.overlap = bool(args.overlap)
     if args.worker is not None:
         work = {"minires": worker_minires, "torch": worker_torch, "sweep": worker_sweep}
-        print("RESULT " + json.dumps(work[args.worker](args)), flush=True)
+        result = work[args.worker](args)
+        if result["rank"] == 0:  # one line: mpiexec would interleave two ranks' output
+            print("RESULT " + json.dumps(result), flush=True)
         return
     if args.batch_size % 2:
         parser.error("--batch-size must be even: it is split between 2 processes")

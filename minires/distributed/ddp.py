@@ -58,14 +58,16 @@ from ..tensor import Tensor, is_grad_enabled, no_grad
 from . import group as _group
 
 # The default size of a bucket, in MiB (bucket_cap_mb=None picks it by device).
-# CPU: measured with the all-reduce sweep of benchmarks/bench_distributed.py
-# (``python benchmarks/bench_distributed.py --sweep-only``, 2 MPICH processes on one
-# machine): an all-reduce of 1 MiB reached about 70% of the bandwidth of a 16 MiB one and
-# 4 MiB about 90%, while a call costs some 10 us of fixed latency. 4 MiB buckets keep the
-# bandwidth and still give a ResNet-50 (about 100 MiB of float32 gradients) some 25
-# buckets to overlap with backward; ResNet-20's 1.1 MiB fits in one.
-# CUDA: PyTorch's 25 MiB, tuned for NCCL, where a GPU's bandwidth is tens of times the
-# CPU's and larger messages are needed to reach it (not measured here).
+# CPU: from the all-reduce sweep of benchmarks/bench_distributed.py
+# (``python benchmarks/bench_distributed.py --sweep-only``: 2 MPICH processes on one
+# machine). In its quietest run on a shared 2-core machine (rough: other jobs ran), a
+# call cost about 10 us however small, 1 MiB reached about 70% of the bandwidth of
+# 16 MiB, and 4 MiB about 90%; in busier runs every size slowed, 4 MiB still ahead of
+# 1 MiB. 4 MiB buckets keep most of the bandwidth and still give a ResNet-50 (about
+# 100 MiB of float32 gradients) some 25 buckets to overlap with backward; ResNet-20's
+# 1.1 MiB fits in one. Re-measure on the machine you train on.
+# CUDA: PyTorch's 25 MiB, tuned for NCCL, whose GPU-to-GPU bandwidth is tens of times a
+# CPU's and needs larger messages to reach it (not measured here: no GPU).
 DEFAULT_BUCKET_CAP_MB = {"cpu": 4.0, "cuda": 25.0}
 
 

@@ -129,14 +129,14 @@ class ProcessGroup:
             raise ValueError(f"all_reduce_async: expected a contiguous 1-D buffer, got shape "
                              f"{tuple(buf.shape)}")
         work = self.comm_for(buf).all_reduce_async(buf, "sum" if op == "mean" else op)
-        if op == "mean" and self.size > 1:
-            size = self.size
+        if op != "mean" or self.size == 1:
+            return work
+        size = self.size
 
-            def divide():
-                buf[...] /= size
+        def divide():  # after the wait: on the GPU, queued after the transfer
+            buf[...] /= size
 
-            work._then = divide
-        return work
+        return Work(wait=work.wait, test=work.is_completed, then=divide)
 
     def broadcast(self, array, src: int = 0):
         """Copy ``array`` of rank ``src`` into ``array`` on every rank, in place."""

@@ -48,11 +48,13 @@ class SyncBatchNormFunction(Function):
         local = xp.concatenate([xp.full(1, n, dtype=x.dtype), mean_r, q_r])  # (2C + 1,)
         stats = group.all_gather(local)  # (R, 2C + 1)
         counts, means, qs = stats[:, :1], stats[:, 1:C + 1], stats[:, C + 1:]
-        N = float(counts.sum())
-        if N <= 1:
+        # N stays an array: reading it on the host would make the CPU wait for the GPU at
+        # every layer; only a rank with at most one value of its own needs to look
+        N = counts.sum()
+        if n <= 1 and float(N) <= 1:
             raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel over all "
-                             f"ranks when training, got input of shape {x.shape} and {N:g} "
-                             "values in all")
+                             f"ranks when training, got input of shape {x.shape} and "
+                             f"{float(N):g} values in all")
         mean = (counts * means).sum(axis=0) / N  # (C,)
         var = (qs.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)) / N
         if running_mean is not None:  # updated in place, as BatchNorm's buffers
