@@ -4,8 +4,8 @@
 ``mr.nn.functional`` the ops, ``mr.optim`` optimizers, ``mr.data`` data sets and loaders,
 ``mr.models`` ResNets, ``mr.save``/``mr.load``, ``mr.distributed`` data-parallel
 training over MPI and NCCL, and ``mr.gradcheck`` the finite-difference checker that
-proves every backward pass. ``minires.train`` holds the
-training loop behind the ``minires`` command.
+proves every backward pass. ``minires.train`` holds the training loop behind the
+``minires`` command.
 """
 
 import numpy as _numpy
