@@ -4,7 +4,7 @@
 ``mr.nn.functional`` the ops, ``mr.optim`` optimizers, ``mr.data`` data sets and loaders,
 ``mr.models`` ResNets (with pretrained weights), ``mr.save``/``mr.load`` (minires
 checkpoints, safetensors, PyTorch files), ``mr.save_safetensors``/``mr.load_safetensors``,
-and ``mr.gradcheck`` the
+``mr.distributed`` data-parallel training over MPI and NCCL, and ``mr.gradcheck`` the
 finite-difference checker that proves every backward pass. ``minires.train`` holds the
 training loop behind the ``minires`` command.
 """
@@ -14,6 +14,7 @@ import numpy as _numpy
 from . import (  # noqa: F401
     cuda,  # importing it registers the CUDA kernels when CuPy is present
     data,
+    distributed,
     models,
     nn,
     ops,
@@ -57,7 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError", "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_",
-    "cat", "cuda", "data", "enable_grad", "exp", "float32", "float64", "full",
+    "cat", "cuda", "data", "distributed", "enable_grad", "exp", "float32", "float64", "full",
     "get_float32_matmul_precision", "gradcheck", "int64", "is_grad_enabled", "load",
     "load_safetensors", "log", "manual_seed", "matmul", "max", "mean", "models", "nn", "no_grad",
     "ones", "ones_like", "ops", "optim", "rand", "randint", "randn", "save", "save_safetensors",

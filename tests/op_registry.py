@@ -176,3 +176,12 @@ OPS = [
            ("GetItem", "Neg")),
     OpInfo("mse_loss", F.mse_loss, inputs(normal(3, 4), normal(3, 4)), ("Sub", "Mul")),
 ]
+
+# ---------------------------------------------------------------- data parallelism
+# SyncBatchNorm in a world of one process, where its collectives are the identity;
+# tests/test_distributed_mpi.py checks its backward across 2 ranks.
+OPS += [
+    OpInfo("sync_batch_norm_world_of_one",
+           lambda x, w, b: mr.distributed.sync_batch_norm(x, None, None, w, b),
+           inputs(normal(4, 3, 3, 2), normal(3), normal(3)), ("SyncBatchNormFunction",)),
+]

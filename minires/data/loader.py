@@ -40,6 +40,8 @@ class DataLoader:
     ``len(loader)`` is the number of batches per epoch. Each ``iter(loader)`` (each
     ``for`` loop) runs the next epoch; ``loader.epoch`` is the epoch the next loop runs.
     ``seed=None`` draws a seed from minires' generator, so ``mr.manual_seed`` fixes it.
+    A ``sampler`` (``sampler.order(epoch)`` and ``len(sampler)``) replaces the loader's
+    own order, e.g. a ``minires.distributed.DistributedSampler``.
 
     Datasets with ``.data``/``.targets`` arrays are batched by fancy indexing; any other
     dataset (``__len__`` and ``__getitem__`` returning ``(image, label)``) works too, one
@@ -48,12 +50,16 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = None, transform=None,
-                 device=None):
+                 device=None, sampler=None):
         if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
                 or batch_size < 1):
             raise ValueError(
                 f"DataLoader: batch_size must be a positive integer, got {batch_size!r}"
             )
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True exclude each other; the "
+                             "sampler decides the order")
+        self.sampler = sampler  # e.g. a DistributedSampler: it gives each epoch's order
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -70,12 +76,14 @@ class DataLoader:
         self._current = None  # [epoch, batches yielded] of the epoch being iterated
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.sampler if self.sampler is not None else self.dataset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     # ----------------------------------------------------------------- order
     def order(self, epoch: int) -> numpy.ndarray:
         """The sample indices of ``epoch`` in the order they are served."""
+        if self.sampler is not None:
+            return numpy.asarray(self.sampler.order(epoch))
         n = len(self.dataset)
         if not self.shuffle:
             return numpy.arange(n)

@@ -1,5 +1,6 @@
 """Neural-network building blocks (``import minires.nn as nn``), named as in ``torch.nn``."""
 
+from ..distributed.sync_batchnorm import SyncBatchNorm  # lives with data parallelism
 from . import functional, init, utils  # noqa: F401
 from .activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .container import ModuleList, Sequential
@@ -17,5 +18,6 @@ __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d",
     "CrossEntropyLoss", "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax",
     "MSELoss", "MaxPool2d", "Module", "ModuleList", "NLLLoss", "Parameter", "ReLU",
-    "RemovableHandle", "Sequential", "Sigmoid", "Softmax", "Tanh", "functional", "init",
+    "RemovableHandle", "Sequential", "Sigmoid", "Softmax", "SyncBatchNorm", "Tanh", "functional",
+    "init",
 ]

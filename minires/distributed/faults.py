@@ -1,0 +1,43 @@
+"""One rank fails, every rank ends: an exception must never leave the others hanging.
+
+When one rank raises, the others carry on until their next collective and then wait
+for it forever: MPI has no timeout. ``install()`` replaces ``sys.excepthook`` so that an
+uncaught exception prints its traceback, each line marked with the rank, and then
+calls ``MPI_Abort``, which makes the launcher (``mpiexec``) end every process of the
+job with a non-zero exit status. ChainerMN does the same (its ``global_except_hook``).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+_previous = None  # the excepthook we replaced
+
+
+def install(rank: int, size: int) -> None:
+    global _previous
+    if _previous is None:
+        _previous = sys.excepthook
+    sys.excepthook = _make_hook(rank, size)
+
+
+def uninstall() -> None:
+    global _previous
+    if _previous is not None:
+        sys.excepthook, _previous = _previous, None
+
+
+def _make_hook(rank: int, size: int):
+    def abort_every_rank(exc_type, exc, tb):
+        lines = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
+        sys.stdout.flush()
+        sys.stderr.write(f"[rank {rank}/{size}] uncaught exception; ending all {size} "
+                         "ranks (MPI_Abort)\n")
+        sys.stderr.write("".join(f"[rank {rank}/{size}] {line}\n" for line in lines.split("\n")))
+        sys.stderr.flush()
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Abort(1)
+
+    return abort_every_rank
