@@ -298,10 +298,21 @@ _kernels: dict = {}
 _kernels_enabled = os.environ.get("MINIRES_KERNELS", "1") != "0"
 
 
-def use_kernels(enabled: bool = True) -> None:
-    """Turn the registered CUDA kernels on or off (off: the pure-xp references run)."""
+def use_kernels(enabled: bool = True) -> bool:
+    """Turn the registered CUDA kernels on or off (off: the pure-xp references run).
+
+    Returns the previous setting, so code that switches them for a while puts back
+    what it found (``MINIRES_KERNELS=0`` included) rather than switching them on::
+
+        previous = mr.use_kernels(False)
+        try:
+            ...
+        finally:
+            mr.use_kernels(previous)
+    """
     global _kernels_enabled
-    _kernels_enabled = bool(enabled)
+    previous, _kernels_enabled = _kernels_enabled, bool(enabled)
+    return previous
 
 
 def kernels_enabled() -> bool:

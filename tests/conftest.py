@@ -50,3 +50,18 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     mr.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _kernel_switch_is_restored():
+    """A test that switches the CUDA kernels must put back what it found: switching them
+    on in its cleanup would override MINIRES_KERNELS=0 for every later test."""
+    from minires import backend
+
+    before = backend.kernels_enabled()
+    yield
+    after = backend.kernels_enabled()
+    if after != before:
+        backend.use_kernels(before)
+        pytest.fail(f"the test left mr.use_kernels at {after}, it found {before}: restore "
+                    "the value that use_kernels returns", pytrace=False)
