@@ -167,6 +167,13 @@ def dump() -> dict:
             except Exception as error:  # an attribute that needs a GPU to compute
                 entries[name] = {"kind": "object", "type": f"unreadable: {error}"}
         modules[path] = entries
+    # some names are served by a module __getattr__ and missing from dir():
+    # cupy.random.Generator, for one
+    for path in CLASSES:
+        module_path, _, class_name = path.rpartition(".")
+        if module_path in modules and class_name not in modules[module_path]:
+            obj = getattr(importlib.import_module(module_path), class_name)
+            modules[module_path][class_name] = describe(obj, class_name)
     classes = {}
     for path in CLASSES:
         module_path, _, class_name = path.rpartition(".")
@@ -208,16 +215,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="tests/cupy_standin/cupy_api.json")
     args = parser.parse_args(argv)
     try:
-        import cupy  # noqa: F401
+        import cupy
     except ImportError:
         print("dump_cupy_api: needs the real CuPy: pip install cupy-cuda12x (no GPU needed)",
               file=sys.stderr)
         return 1
-    data = dump()
     if os.path.abspath(os.path.dirname(cupy.__file__)).startswith(
-            os.path.abspath(os.path.dirname(os.path.dirname(__file__)))):
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
         print("dump_cupy_api: this is the stand-in, not the real CuPy", file=sys.stderr)
         return 1
+    data = dump()
     folder = os.path.dirname(os.path.abspath(args.out))
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json")  # written whole, then renamed
     with os.fdopen(fd, "w") as f:
