@@ -15,6 +15,11 @@ quirks (it has no C standard headers; the kernel tests compile the sources with 
 and NVRTC for that). Arguments are checked more strictly than CuPy does: each must
 have exactly the C++ type of its parameter (a numpy array of the pointee's dtype,
 ``numpy.int32`` for ``int``...), and every array must be C-contiguous.
+
+Built libraries are kept on disk (``cache_directory()``), one per source and compiler
+flags; ``MINIRES_HOST_SANITIZE=address,undefined`` builds them with AddressSanitizer and
+UndefinedBehaviorSanitizer (see ``sanitizer_environment()``). The CuPy stand-in of the
+tests compiles every ``RawModule`` through ``build``.
 """
 
 from __future__ import annotations
