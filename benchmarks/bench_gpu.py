@@ -128,6 +128,7 @@ def main(argv=None) -> int:
         return 1
     import minires.cuda  # noqa: F401  (registers the kernels, if minires did not already)
 
+    kernels_at_start = backend.kernels_enabled()  # MINIRES_KERNELS, restored after each model
     use_torch = torch is not None and torch.cuda.is_available() and not args.no_torch
     mr.set_float32_matmul_precision(args.matmul_precision)
     if use_torch:
@@ -161,14 +162,14 @@ def main(argv=None) -> int:
             seconds = dict(zip(steps, median_seconds(list(steps.values()), args.repeats,
                                                      warmup=args.warmup)))
         finally:
-            mr.use_kernels(True)
+            mr.use_kernels(kernels_at_start)  # each step sets its own; put back ours
         for framework, s in seconds.items():
             ratio = f"{s / seconds['torch']:.2f}x" if "torch" in seconds else "-"
             print(f"{model_name:<10} {framework:<22} {1000 * s:>10.1f} "
                   f"{args.batch_size / s:>9.0f} {ratio:>9}")
         if args.count_launches:
             counts = count_minires_launches(steps["minires (CUDA kernels)"])
-            mr.use_kernels(True)
+            mr.use_kernels(kernels_at_start)
             print(f"{'':<10} minires kernel launches per step: {sum(counts.values())} "
                   f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})")
             if use_torch:

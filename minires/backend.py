@@ -31,12 +31,16 @@ class cuda:
 
     @staticmethod
     def is_available() -> bool:
-        if cupy is None:
-            return False
-        try:
-            return cupy.cuda.runtime.getDeviceCount() > 0
-        except Exception:
-            return False
+        """True when CuPy finds a GPU and can use it: a tiny kernel compiles (NVRTC) and a
+        tiny matrix multiply runs (cuBLAS). Checked once per process;
+        ``unavailable_reason()`` says what failed."""
+        return _cuda_probe() is None
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        """Why ``is_available()`` is False (naming the missing piece), or None."""
+        problem = _cuda_probe()
+        return None if problem is None else problem[1]
 
     @staticmethod
     def device_count() -> int:
@@ -48,18 +52,59 @@ class cuda:
             cupy.cuda.Device().synchronize()
 
 
-def _require_cuda() -> None:
+# A CuPy wheel installs and imports without the CUDA libraries it loads later: with only
+# the NVIDIA driver, getDeviceCount() works and the first kernel (NVRTC compiles it) or
+# the first matrix multiply (cuBLAS) dies. So availability means one of each, once.
+_PROBE_KERNEL = r"""
+extern "C" __global__ void minires_probe(float* x) { x[threadIdx.x] += 1.0f; }
+"""
+_CUDA_LIBRARIES_HINT = (
+    "Install CuPy with the CUDA libraries it needs: pip install 'minires[cuda12]' (or "
+    "[cuda13]) brings cupy-cuda12x[ctk], whose [ctk] extra pulls NVIDIA's library wheels; "
+    "or install the CUDA Toolkit. Use device='cpu' meanwhile.")
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_probe():
+    """None when CUDA works, else (what is missing, a message naming it): 'cupy', 'gpu',
+    'nvrtc' or 'cublas'."""
     if cupy is None:
-        raise RuntimeError(
-            "CUDA was asked for but CuPy is not installed or failed to import "
-            f"({_cupy_error}). Install the extra that matches your CUDA version: "
-            "pip install 'minires[cuda12]' or pip install 'minires[cuda13]'."
-        )
-    if not cuda.is_available():
-        raise RuntimeError(
-            "CUDA was asked for but CuPy finds no GPU (cupy.cuda.runtime.getDeviceCount() "
-            "is 0 or failed). Check the NVIDIA driver with nvidia-smi, or use device='cpu'."
-        )
+        return ("cupy", "CuPy is not installed or failed to import "
+                f"({_cupy_error}). Install the extra that matches your CUDA version: "
+                "pip install 'minires[cuda12]' or pip install 'minires[cuda13]'.")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # no driver, no device: CUDARuntimeError
+        count, why = 0, f"{type(error).__name__}: {error}"
+    else:
+        why = "getDeviceCount() is 0"
+    if count < 1:
+        return ("gpu", f"CuPy finds no GPU ({why}). Check the NVIDIA driver with "
+                "nvidia-smi, or use device='cpu'.")
+    try:
+        x = cupy.zeros(1, dtype=numpy.float32)
+        kernel = cupy.RawModule(code=_PROBE_KERNEL).get_function("minires_probe")
+        kernel((1,), (1,), (x,))
+        cupy.cuda.Device().synchronize()  # a launch fails asynchronously: wait for it
+    except Exception as error:
+        return ("nvrtc", "CuPy finds a GPU but cannot compile CUDA kernels: NVRTC, CUDA's "
+                f"runtime compiler (libnvrtc), failed ({type(error).__name__}: {error}). "
+                + _CUDA_LIBRARIES_HINT)
+    try:
+        a = cupy.ones((2, 2), dtype=numpy.float32)
+        a @ a
+        cupy.cuda.Device().synchronize()
+    except Exception as error:
+        return ("cublas", "CuPy finds a GPU but cannot multiply matrices: cuBLAS "
+                f"(libcublas) failed ({type(error).__name__}: {error}). "
+                + _CUDA_LIBRARIES_HINT)
+    return None
+
+
+def _require_cuda() -> None:
+    problem = _cuda_probe()
+    if problem is not None:
+        raise RuntimeError(f"CUDA was asked for, but {problem[1]}")
 
 
 def normalize_device(device) -> str:
@@ -298,10 +343,21 @@ _kernels: dict = {}
 _kernels_enabled = os.environ.get("MINIRES_KERNELS", "1") != "0"
 
 
-def use_kernels(enabled: bool = True) -> None:
-    """Turn the registered CUDA kernels on or off (off: the pure-xp references run)."""
+def use_kernels(enabled: bool = True) -> bool:
+    """Turn the registered CUDA kernels on or off (off: the pure-xp references run).
+
+    Returns the previous setting, so code that switches them for a while puts back
+    what it found (``MINIRES_KERNELS=0`` included) rather than switching them on::
+
+        previous = mr.use_kernels(False)
+        try:
+            ...
+        finally:
+            mr.use_kernels(previous)
+    """
     global _kernels_enabled
-    _kernels_enabled = bool(enabled)
+    previous, _kernels_enabled = _kernels_enabled, bool(enabled)
+    return previous
 
 
 def kernels_enabled() -> bool:

@@ -16,7 +16,9 @@ that prove minires works on a new machine, above all on a GPU:
 * a model saved from the device loads on the CPU and computes the same outputs.
 
 It prints a table and exits with status 1 if any check failed. Asked for ``cuda`` on a
-machine without a usable GPU, it says so and exits 0.
+machine without CuPy or without a GPU, it says so and exits 0; with a GPU but without a
+CUDA library that CuPy needs (NVRTC compiles the kernels, cuBLAS multiplies matrices), it
+names the library and exits 1 before running any check.
 """
 
 from __future__ import annotations
@@ -317,12 +319,14 @@ def main(argv=None) -> int:
                         help="where to run the checks (default: cuda)")
     parser.add_argument("--quick", action="store_true", help="a smaller training smoke test")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not backend.cuda.is_available():
-        reason = ("CuPy is not installed" if backend.cupy is None
-                  else "CuPy finds no CUDA GPU")
-        print(f"minires selftest: no GPU to test ({reason}). Nothing was checked on CUDA; "
-              "run `python -m minires.selftest --device cpu` for the CPU checks.")
+    problem = backend._cuda_probe() if args.device == "cuda" else None
+    if problem is not None and problem[0] in ("cupy", "gpu"):
+        print(f"minires selftest: no GPU to test ({problem[1]}) Nothing was checked on "
+              "CUDA; run `python -m minires.selftest --device cpu` for the CPU checks.")
         return 0
+    if problem is not None:  # a GPU, and CuPy, but a CUDA library it needs is missing
+        print(f"minires selftest: FAIL before any check: {problem[1]}")
+        return 1
     import minires
 
     if args.device == "cuda":

@@ -273,6 +273,7 @@ class _NotNumpy(types.ModuleType):
 
 def test_dispatcher_runs_registered_kernels(on_host, monkeypatch):
     monkeypatch.setattr(backend, "_kernels", dict(mc.KERNELS))
+    monkeypatch.setattr(backend, "_kernels_enabled", True)  # also under MINIRES_KERNELS=0
     xp = _NotNumpy("fake_cupy")
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 5))
     geometry = (3, 3, (2, 1), (1, 1), (1, 2))
@@ -361,12 +362,13 @@ def test_ops_with_kernels_on_and_off_agree_on_gpu(dtype, cupy):
         loss.backward()
         return [backend.to_numpy(a) for a in (loss.data, x.grad.data, w.grad.data)]
 
-    with_kernels = run()
-    mr.use_kernels(False)
+    previous = mr.use_kernels(True)
     try:
+        with_kernels = run()
+        mr.use_kernels(False)
         without = run()
     finally:
-        mr.use_kernels(True)
+        mr.use_kernels(previous)  # MINIRES_KERNELS=0 stays off for the tests after this
     rtol, atol = (1e-4, 1e-5) if dtype is np.float32 else (1e-10, 1e-12)
     for a, b in zip(with_kernels, without):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)

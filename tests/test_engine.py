@@ -172,7 +172,8 @@ def test_use_kernels_switches_dispatch_to_reference():
     backend.register_kernel("helper", lambda xp, v: calls.append(v) or v + 1)
     assert helper(np, 1) == 2 and calls == []  # numpy arrays always use the reference
     assert helper.reference(np, 1) == 2
-    backend.use_kernels(False)
+    previous = backend.use_kernels(False)
     assert not backend.kernels_enabled()
-    backend.use_kernels(True)
+    assert backend.use_kernels(previous) is False  # returns what it replaces
+    assert backend.kernels_enabled() is previous
     backend._kernels.pop("helper")

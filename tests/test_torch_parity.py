@@ -16,7 +16,7 @@ def run_both(mr_fn, torch_fn, arrays, device="cpu", seed=0):
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
     y, yt = mr_fn(*ours), torch_fn(*theirs)
     gy = np.random.default_rng(seed).standard_normal(yt.shape)
-    y.backward(gy)
+    y.backward(mr.tensor(gy, device=device))  # the upstream gradient on the output's device
     yt.backward(torch.tensor(gy))
     np.testing.assert_allclose(y.detach().cpu().numpy(), yt.detach().numpy(), rtol=1e-9,
                                atol=1e-10)

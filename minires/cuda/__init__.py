@@ -31,6 +31,7 @@ from . import conv, loss, norm, pool
 # ``import minires.cuda`` makes this package the attribute ``minires.cuda``, so it
 # offers what ``backend.cuda`` does.
 is_available = backend.cuda.is_available
+unavailable_reason = backend.cuda.unavailable_reason
 device_count = backend.cuda.device_count
 synchronize = backend.cuda.synchronize
 
@@ -61,4 +62,4 @@ def register() -> list:
 registered = register()
 
 __all__ = ["KERNELS", "SOURCES", "device_count", "is_available", "register", "registered",
-           "synchronize"]
+           "synchronize", "unavailable_reason"]

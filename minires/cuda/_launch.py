@@ -79,6 +79,16 @@ def fits_int32(*sizes) -> bool:
     return all(int(s) <= INT32_MAX for s in sizes)
 
 
+def window_fits_int32(H, W, KH, KW, padding) -> bool:
+    """Whether the index arithmetic of a windowed kernel (convolution, pooling) stays
+    within 32 bits for this geometry, however small the arrays: coordinates such as
+    ``oh * SH - PH + i * DH`` range over the padded image (``H + 2*PH`` rows; a huge
+    padding with a huge stride gives few outputs but large coordinates), and window
+    offsets ``i * KW + j`` up to ``KH * KW``."""
+    PH, PW = padding
+    return fits_int32(H + 2 * PH, W + 2 * PW, KH * KW)
+
+
 def int32(*values):
     """Kernel arguments declared ``int``: CuPy passes numpy scalars with their exact type."""
     return tuple(numpy.int32(v) for v in values)

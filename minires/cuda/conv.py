@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..ops.conv import col2im as _col2im
 from ..ops.conv import im2col as _im2col
 from ..ops.conv import output_size
-from ._launch import Source, int32, launch, supported
+from ._launch import Source, int32, launch, supported, window_fits_int32
 
 SOURCE = Source(r"""
 // Layouts (all C-contiguous):
@@ -85,7 +85,8 @@ def im2col(xp, x, KH, KW, stride, padding, dilation=(1, 1)):
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     OH, OW = output_size(H, KH, SH, PH, DH), output_size(W, KW, SW, PW, DW)
     col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
-    if not supported(x, col):  # other dtypes, or too large for 32-bit indices
+    if not supported(x, col) or not window_fits_int32(H, W, KH, KW, padding):
+        # other dtypes, or too large for 32-bit indices
         return _im2col.reference(xp, x, KH, KW, stride, padding, dilation)
     x = xp.ascontiguousarray(x)  # the kernel indexes x as a dense array
     launch(SOURCE.function("im2col", x.dtype), col.size,
@@ -99,8 +100,9 @@ def col2im(xp, col, x_shape, KH, KW, stride, padding, dilation=(1, 1)):
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     OH, OW = output_size(H, KH, SH, PH, DH), output_size(W, KW, SW, PW, DW)
     gx = xp.empty((N, C, H, W), dtype=col.dtype)
-    if col.size != C * KH * KW * N * OH * OW or not supported(col, gx):  # the reference
-        # raises the right error for a col of the wrong size
+    if col.size != C * KH * KW * N * OH * OW or not supported(col, gx) or \
+            not window_fits_int32(H, W, KH, KW, padding):
+        # the reference raises the right error for a col of the wrong size
         return _col2im.reference(xp, col, x_shape, KH, KW, stride, padding, dilation)
     col = xp.ascontiguousarray(col)
     launch(SOURCE.function("col2im", col.dtype), gx.size,

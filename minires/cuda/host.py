@@ -15,6 +15,11 @@ quirks (it has no C standard headers; the kernel tests compile the sources with 
 and NVRTC for that). Arguments are checked more strictly than CuPy does: each must
 have exactly the C++ type of its parameter (a numpy array of the pointee's dtype,
 ``numpy.int32`` for ``int``...), and every array must be C-contiguous.
+
+Built libraries are kept on disk (``cache_directory()``), one per source and compiler
+flags; ``MINIRES_HOST_SANITIZE=address,undefined`` builds them with AddressSanitizer and
+UndefinedBehaviorSanitizer (see ``sanitizer_environment()``). The CuPy stand-in of the
+tests compiles every ``RawModule`` through ``build``.
 """
 
 from __future__ import annotations
@@ -113,29 +118,104 @@ def host_source(source) -> str:
 
 _libraries: dict = {}
 
+# Sanitizers for the CPU build (``MINIRES_HOST_SANITIZE=address,undefined``): AddressSanitizer
+# turns every read or write outside an array into a report and an abort, the error a GPU
+# would make silently; UndefinedBehaviorSanitizer does the same for signed integer
+# overflow in the index arithmetic, a division by zero, a shift too far. An
+# AddressSanitizer library can only be loaded into a process whose first library is the
+# compiler's libasan: run Python under ``sanitizer_environment()`` (LD_PRELOAD).
+SANITIZERS = ("address", "undefined")
+
+
+def sanitizers() -> tuple:
+    """The sanitizers asked for in $MINIRES_HOST_SANITIZE (comma-separated), checked."""
+    asked = tuple(n.strip() for n in os.environ.get("MINIRES_HOST_SANITIZE", "").split(",")
+                  if n.strip())
+    unknown = [n for n in asked if n not in SANITIZERS]
+    if unknown:
+        raise ValueError(f"MINIRES_HOST_SANITIZE: unknown sanitizer(s) {unknown}; "
+                         f"expected some of {SANITIZERS}")
+    return asked
+
+
+def compile_flags() -> list:
+    # -ffp-contract=off: no fused multiply-add, so float results round like numpy's.
+    # (Warnings are nvcc's job, in the tests: host compilers differ in what they flag.)
+    flags = ["-std=c++17", "-O2", "-ffp-contract=off", "-shared", "-fPIC"]
+    if sanitizers():
+        flags += [f"-fsanitize={','.join(sanitizers())}", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer", "-g"]
+    return flags
+
+
+def asan_loaded() -> bool:
+    """Whether AddressSanitizer's runtime is in this process (LD_PRELOAD'ed)."""
+    return hasattr(ctypes.CDLL(None), "__asan_init")
+
+
+def sanitizer_environment(names=SANITIZERS) -> dict:
+    """Environment variables for a Python process that loads kernels built with the
+    sanitizers ``names``: libasan preloaded (it must come before every other library),
+    leak checks off (the interpreter keeps memory until exit by design) and the first
+    error aborting the process with a report on stderr."""
+    env = {"MINIRES_HOST_SANITIZE": ",".join(names),
+           "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+    if "address" in names:
+        cxx = compiler()
+        if cxx is None:
+            raise RuntimeError("minires.cuda.host needs a C++ compiler (g++ or clang++)")
+        found = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True,
+                               text=True).stdout.strip()
+        if not os.path.isabs(found) or not os.path.exists(found):
+            raise RuntimeError(f"{cxx} has no AddressSanitizer runtime (libasan.so)")
+        env["LD_PRELOAD"] = found
+        env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1"
+    return env
+
+
+def cache_directory() -> str:
+    """Where built kernels are kept between processes ($MINIRES_HOST_CACHE, else a
+    folder per user in the temporary directory): one library per source and flags."""
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return os.environ.get("MINIRES_HOST_CACHE") or os.path.join(
+        tempfile.gettempdir(), f"minires-host-kernels-{user}")
+
 
 def build(source, directory=None):
-    """Compile ``source`` for the CPU into a shared library (once per process)."""
+    """Compile ``source`` for the CPU into a shared library (once per source and flags;
+    kept on disk in ``cache_directory()`` unless ``directory`` is given)."""
     code = host_source(source)
-    if code in _libraries:
-        return _libraries[code]
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("minires.cuda.host needs a C++ compiler (g++ or clang++, or $CXX)")
-    directory = directory or tempfile.mkdtemp(prefix="minires_host_")
-    stem = os.path.join(directory, "kernels_" + hashlib.sha1(code.encode()).hexdigest()[:12])
-    with open(stem + ".cpp", "w") as f:
-        f.write(code)
-    # -ffp-contract=off: no fused multiply-add, so float results round like numpy's.
-    # (Warnings are nvcc's job, in the tests: host compilers differ in what they flag.)
-    command = [cxx, "-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC",
-               "-o", stem + ".so", stem + ".cpp"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+    flags = compile_flags()
+    key = hashlib.sha1("\0".join([code, cxx] + flags).encode()).hexdigest()[:16]
+    if key in _libraries:
+        return _libraries[key]
+    if "address" in sanitizers() and not asan_loaded():
+        raise RuntimeError("MINIRES_HOST_SANITIZE=address: this Python process did not start "
+                           "with AddressSanitizer's runtime, so it cannot load the kernels; "
+                           "start it with the variables of minires.cuda.host."
+                           "sanitizer_environment() (LD_PRELOAD=$(g++ "
+                           "-print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0)")
+    directory = directory or cache_directory()
+    os.makedirs(directory, exist_ok=True)
+    stem = os.path.join(directory, f"kernels_{key}")
+    if not os.path.exists(stem + ".so"):
+        # write and build under private names, then rename: a process running at the
+        # same time never reads a half-written file (both write the same bytes)
+        private = f"{stem}.{os.getpid()}"
+        with open(private + ".cpp", "w") as f:
+            f.write(code)
+        os.replace(private + ".cpp", stem + ".cpp")  # sanitizer reports name this file
+        command = [cxx, *flags, "-o", private + ".so", stem + ".cpp"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+        os.replace(private + ".so", stem + ".so")
     library = ctypes.CDLL(stem + ".so")
     library.minires_launch.restype = ctypes.c_int
-    _libraries[code] = library
+    _libraries[key] = library
     return library
 
 

@@ -20,7 +20,7 @@ import numpy
 from ..ops.conv import output_size
 from ..ops.pool import max_pool2d_backward as _max_pool2d_backward
 from ..ops.pool import max_pool2d_forward as _max_pool2d_forward
-from ._launch import Source, int32, launch, supported
+from ._launch import Source, int32, launch, supported, window_fits_int32
 
 SOURCE = Source(r"""
 // x, gx: (N, C, H, W); y, gy, argmax: (N, C, OH, OW), all C-contiguous.
@@ -100,7 +100,8 @@ def max_pool2d_forward(xp, x, KH, KW, stride, padding):
     # with padding >= kernel a window could hold padding only; max_pool2d forbids
     # padding > kernel/2 anyway, so only a direct call gets here, and the reference
     # answers it
-    if PH >= KH or PW >= KW or OH < 1 or OW < 1 or not supported(x):
+    if PH >= KH or PW >= KW or OH < 1 or OW < 1 or not supported(x) or \
+            not window_fits_int32(H, W, KH, KW, padding):
         return _max_pool2d_forward.reference(xp, x, KH, KW, stride, padding)
     x = xp.ascontiguousarray(x)
     y = xp.empty((N, C, OH, OW), dtype=x.dtype)
@@ -116,7 +117,8 @@ def max_pool2d_backward(xp, gy, argmax, x_shape, KH, KW, stride, padding):
     (SH, SW), (PH, PW) = stride, padding
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
     gx = xp.empty((N, C, H, W), dtype=gy.dtype)
-    if gy.shape != (N, C, OH, OW) or argmax.shape != gy.shape or not supported(gy, gx):
+    if gy.shape != (N, C, OH, OW) or argmax.shape != gy.shape or not supported(gy, gx) or \
+            not window_fits_int32(H, W, KH, KW, padding):
         return _max_pool2d_backward.reference(xp, gy, argmax, x_shape, KH, KW, stride,
                                               padding)
     gy = xp.ascontiguousarray(gy)

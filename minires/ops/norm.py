@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..backend import overridable
-from ..tensor import Function, Tensor, as_tensor
+from ..tensor import Function, Tensor, _check_same_device, as_tensor
 
 
 def channel_sum(xp, a, b=None):
@@ -96,6 +96,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     xp = backend.array_module(x.data)
     w = as_tensor(weight) if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
     b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
+    # the running statistics are settings, not inputs: Function.apply does not see them,
+    # and on a GPU a CPU buffer would fail deep inside CuPy (it refuses host arrays)
+    _check_same_device("BatchNorm", [x, w, b] + [
+        as_tensor(t) for t in (running_mean, running_var) if t is not None])
     stats = []
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", w), ("bias", b)):
