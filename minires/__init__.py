@@ -24,7 +24,7 @@ from .backend import (
     use_kernels,
 )
 from .gradcheck import GradcheckError, gradcheck
-from .ops import cat, exp, log, matmul, max, mean, sqrt, sum
+from .ops import amax, cat, exp, log, matmul, max, mean, sqrt, sum
 from .serialization import load, save
 from .tensor import (
     Function,
@@ -53,7 +53,7 @@ bool_ = _numpy.bool_
 __version__ = "0.1.0"
 
 __all__ = [
-    "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_", "cat", "cuda",
+    "Function", "GradcheckError", "Tensor", "amax", "arange", "as_tensor", "bool_", "cat", "cuda",
     "data", "enable_grad", "exp", "float32", "float64", "full", "get_float32_matmul_precision",
     "gradcheck", "int64", "is_grad_enabled", "load", "log", "manual_seed", "matmul", "max",
     "mean", "models", "nn", "no_grad", "ones", "ones_like", "ops", "optim", "rand", "randint",
