@@ -590,7 +590,6 @@ class Tensor:
         from .ops.basic import mul
         return mul(self, 1) if self.requires_grad else Tensor(self.data.copy())
 
-
     # ----------------------------------------------------------------- in place
     # As in PyTorch: allowed on tensors outside the graph and under no_grad() (the
     # hand-written SGD step ``w -= lr * w.grad``); each bumps the version counter so a
@@ -850,12 +849,12 @@ def _inplace_error(op: str, tensor: Tensor, other, error: Exception) -> Exceptio
     if "read-only" in text:
         return RuntimeError(f"{op}: the tensor's array is read-only (a view handed to a "
                             "backward pass or a hook?); work on a copy")
-    if "cast" in text:
-        return RuntimeError(f"{op}: result type {other_dtype} can't be cast to the desired "
-                            f"output type {tensor.dtype}")
     if "broadcast" in text or "shape" in text:
         return RuntimeError(f"{op}: output with shape {tensor.shape} doesn't match the "
                             f"broadcast shape of {tensor.shape} and {other_shape}")
+    if "cast" in text:
+        return RuntimeError(f"{op}: result type {other_dtype} can't be cast to the desired "
+                            f"output type {tensor.dtype}")
     return type(error)(f"{op} on a tensor of shape {tensor.shape} and dtype {tensor.dtype} "
                        f"failed: {text}")
 

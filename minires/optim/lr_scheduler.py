@@ -56,8 +56,14 @@ class LRScheduler:
         self.step()  # the lr of step 0 (or of last_epoch + 1 when resuming)
 
     def get_lr(self) -> list[float]:
-        """The lr of every parameter group at step ``self.last_epoch``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement get_lr()")
+        """The lr of every parameter group at step ``self.last_epoch``: for the schedules
+        that define ``_factor``, ``floor + (base_lr - floor) * _factor(last_epoch)``."""
+        factor, floor = self._factor(self.last_epoch), self._chain_floor()
+        return [floor + (base_lr - floor) * factor for base_lr in self.base_lrs]
+
+    def _factor(self, step: int) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must implement get_lr() or "
+                                  "_factor()")
 
     def step(self) -> None:
         """Advance one step and write the new lrs into the optimizer."""
@@ -73,25 +79,17 @@ class LRScheduler:
         """The lrs the last ``step()`` set, one per parameter group."""
         return list(self._last_lr)
 
-    # How ChainedScheduler combines this schedule with others. A chainable schedule is
-    # affine in base_lr, lr = a(t) * base_lr + (1 - a(t)) * floor; inside a chain its
-    # step takes the lr it finds from its own previous value to its new one, as
+    # How ChainedScheduler combines this schedule with others. A schedule written as
+    # lr = floor + (base_lr - floor) * _factor(step) is chainable: inside a chain its
+    # step scales the lr it finds (above its floor) by its own factor's change, as
     # PyTorch's chainable form does (``_chain_lr``). The others (LambdaLR, OneCycleLR,
     # CosineAnnealingWarmRestarts) write their own value, as in PyTorch.
-    _chainable = True
+    @property
+    def _chainable(self) -> bool:
+        return type(self)._factor is not LRScheduler._factor
 
     def _chain_floor(self) -> float:
         return 0.0
-
-    def _closed_form_at(self, step: int) -> list[float]:
-        """``get_lr()`` at another step (chainable schedules' get_lr has no side effect)."""
-        if step < 0:
-            return list(self.base_lrs)
-        current, self.last_epoch = self.last_epoch, step
-        try:
-            return self.get_lr()
-        finally:
-            self.last_epoch = current
 
     def state_dict(self) -> dict:
         """Every attribute but the optimizer: plain values that ``mr.save`` can store."""
@@ -133,9 +131,8 @@ class StepLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        return [base_lr * self.gamma ** (self.last_epoch // self.step_size)
-                for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return self.gamma ** (step // self.step_size)
 
 
 class MultiStepLR(LRScheduler):
@@ -150,9 +147,8 @@ class MultiStepLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        passed = bisect_right(self.milestones, self.last_epoch)
-        return [base_lr * self.gamma ** passed for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return self.gamma ** bisect_right(self.milestones, step)
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -170,9 +166,8 @@ class CosineAnnealingLR(LRScheduler):
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-        return [self.eta_min + (base_lr - self.eta_min) * cosine for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return (1 + math.cos(math.pi * step / self.T_max)) / 2
 
     def _chain_floor(self) -> float:
         return self.eta_min
@@ -199,10 +194,9 @@ class LinearLR(LRScheduler):
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        progress = min(self.last_epoch, self.total_iters) / self.total_iters
-        factor = self.start_factor + (self.end_factor - self.start_factor) * progress
-        return [base_lr * factor for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        progress = min(step, self.total_iters) / self.total_iters
+        return self.start_factor + (self.end_factor - self.start_factor) * progress
 
 
 class OneCycleLR(LRScheduler):
@@ -290,8 +284,6 @@ class OneCycleLR(LRScheduler):
                     group["max_momentum"] = m_max
                     group["base_momentum"] = m_base
         super().__init__(optimizer, last_epoch)
-
-    _chainable = False  # closed form in PyTorch too; get_lr() also sets the momentum
 
     def _set_momentum(self, group: dict, momentum: float) -> None:
         if self.use_beta1:
@@ -411,14 +403,12 @@ class SequentialLR(LRScheduler):
             scheduler.load_state_dict(saved)
 
 
-def _chain_lr(lr: float, before: float, after: float, floor: float) -> float:
-    """The lr after a chainable schedule moved from ``before`` to ``after`` (its own closed
-    form values) while the optimizer held ``lr``: the same ratio above ``floor``."""
-    if after == before:
-        return lr
-    if before == floor:  # no ratio from zero: move by the difference (PyTorch's cosine)
-        return lr + (after - before)
-    return floor + (lr - floor) * (after - floor) / (before - floor)
+def _chain_lr(lr: float, base_lr: float, before: float, after: float, floor: float) -> float:
+    """The lr after a chainable schedule's factor went from ``before`` to ``after`` while
+    the optimizer held ``lr``: scaled by the same ratio above ``floor``."""
+    if before == 0:  # no ratio from zero: move by the difference (PyTorch's cosine)
+        return lr + (base_lr - floor) * (after - before)
+    return floor + (lr - floor) * (after / before)
 
 
 class ExponentialLR(LRScheduler):
@@ -431,8 +421,8 @@ class ExponentialLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        return [base_lr * self.gamma ** self.last_epoch for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return self.gamma ** step
 
 
 class ConstantLR(LRScheduler):
@@ -454,9 +444,8 @@ class ConstantLR(LRScheduler):
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        factor = self.factor if self.last_epoch < self.total_iters else 1.0
-        return [base_lr * factor for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return self.factor if step < self.total_iters else 1.0
 
 
 class PolynomialLR(LRScheduler):
@@ -472,9 +461,8 @@ class PolynomialLR(LRScheduler):
         self.power = power
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        progress = min(self.last_epoch, self.total_iters) / self.total_iters
-        return [base_lr * (1.0 - progress) ** self.power for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return (1.0 - min(step, self.total_iters) / self.total_iters) ** self.power
 
 
 class LambdaLR(LRScheduler):
@@ -487,8 +475,6 @@ class LambdaLR(LRScheduler):
     objects, and None for functions. Build the scheduler with the same functions before
     ``load_state_dict``.
     """
-
-    _chainable = False  # PyTorch's LambdaLR writes its own value inside a chain too
 
     def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
         groups = optimizer.param_groups if isinstance(optimizer, Optimizer) else []
@@ -540,8 +526,6 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     length. ``step(epoch)`` accepts a fractional epoch, e.g. ``epoch + i / iters`` after
     batch ``i``, as PyTorch's does.
     """
-
-    _chainable = False  # closed form in PyTorch too
 
     def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1,
                  eta_min: float = 0.0, last_epoch: int = -1):
@@ -629,27 +613,29 @@ class ChainedScheduler(LRScheduler):
         # as PyTorch's schedulers do when each is built on the lr the previous one left.
         lrs = [group["initial_lr"] for group in optimizer.param_groups]
         for scheduler in schedulers:
-            lrs = self._apply(scheduler, lrs, scheduler.last_epoch - 1, scheduler.get_lr())
+            lrs = self._apply(scheduler, lrs, scheduler.get_lr())
         self._last_lr = lrs
 
-    def _apply(self, scheduler, lrs, step_before: int, after) -> list[float]:
-        """The lrs after ``scheduler`` moved to ``after`` (its own values), starting from
-        ``lrs``; written into the optimizer and the scheduler's ``get_last_lr()``."""
+    @staticmethod
+    def _apply(scheduler, lrs, own) -> list[float]:
+        """The lrs after ``scheduler`` took its step ``last_epoch`` (its own lrs: ``own``),
+        starting from ``lrs``; written into the optimizer and its ``get_last_lr()``."""
         if scheduler._chainable:
-            before = scheduler._closed_form_at(step_before)
-            floor = scheduler._chain_floor()
-            lrs = [_chain_lr(lr, b, a, floor) for lr, b, a in zip(lrs, before, after)]
+            step = scheduler.last_epoch  # factor(-1) = 1: the step from base_lr to step 0
+            before = scheduler._factor(step - 1) if step > 0 else 1.0
+            after, floor = scheduler._factor(step), scheduler._chain_floor()
+            lrs = [_chain_lr(lr, base_lr, before, after, floor)
+                   for lr, base_lr in zip(lrs, scheduler.base_lrs)]
         else:
-            lrs = list(after)
+            lrs = list(own)
         scheduler._set_lrs(lrs)
         return lrs
 
     def step(self) -> None:
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         for scheduler in self._schedulers:
-            step_before = scheduler.last_epoch
             scheduler.step()  # advances its state and writes its own value ...
-            lrs = self._apply(scheduler, lrs, step_before, scheduler._last_lr)  # ... chained
+            lrs = self._apply(scheduler, lrs, scheduler.get_last_lr())  # ... then chained
         self._last_lr = lrs
 
     def state_dict(self) -> dict:

@@ -208,7 +208,7 @@ class Optimizer:
                 raise ValueError(f"{op}: state for parameter index {index!r}, but the groups "
                                  f"only name indices {sorted(param_of)}")
             if not isinstance(param_state, dict):
-                raise ValueError(f"{op}: the state of parameter {index} is a "
+                raise ValueError(f"{op}: the state of parameter {index} is of type "
                                  f"{type(param_state).__name__}, expected a dict")
             foreign = sorted(set(param_state) - set(self._state_keys or param_state))
             if foreign:
