@@ -234,12 +234,12 @@ def _accumulate_leaf(tensor: Tensor, g, handed: set) -> None:
             g = as_tensor(result).data
     if g.dtype != tensor.dtype:
         g = g.astype(tensor.dtype)
-    elif id(g) in handed or not owns_writable_memory(g):
-        # a view of gy or of a saved array, or one array handed to two leaves (y = a + b):
-        # copied, so that leaf.grad.zero_() or optimizer updates touch one gradient only
-        g = g.copy()
-    handed.add(id(g))
     if tensor.grad is None:
+        if id(g) in handed or not owns_writable_memory(g):
+            # a view of gy or of a saved array, or one array handed to two leaves
+            # (y = a + b): copied, so leaf.grad.zero_() touches one gradient only
+            g = g.copy()
+        handed.add(id(g))
         tensor.grad = Tensor(g)
     else:  # gradients of leaves add up across backward calls, as in PyTorch
         tensor.grad = Tensor(tensor.grad.data + g)
