@@ -27,7 +27,7 @@ from .backend import (
     use_kernels,
 )
 from .gradcheck import GradcheckError, gradcheck
-from .ops import cat, exp, log, matmul, max, mean, sqrt, sum
+from .ops import amax, cat, exp, log, matmul, max, mean, sqrt, sum
 from .safetensors_io import load_safetensors, save_safetensors
 from .serialization import CheckpointError, load, save
 from .tensor import (
@@ -57,9 +57,9 @@ bool_ = _numpy.bool_
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError", "Function", "GradcheckError", "Tensor", "arange", "as_tensor", "bool_",
-    "cat", "cuda", "data", "distributed", "enable_grad", "exp", "float32", "float64", "full",
-    "get_float32_matmul_precision", "gradcheck", "int64", "is_grad_enabled", "load",
+    "CheckpointError", "Function", "GradcheckError", "Tensor", "amax", "arange", "as_tensor",
+    "bool_", "cat", "cuda", "data", "distributed", "enable_grad", "exp", "float32", "float64",
+    "full", "get_float32_matmul_precision", "gradcheck", "int64", "is_grad_enabled", "load",
     "load_safetensors", "log", "manual_seed", "matmul", "max", "mean", "models", "nn", "no_grad",
     "ones", "ones_like", "ops", "optim", "rand", "randint", "randn", "save", "save_safetensors",
     "set_float32_matmul_precision", "sqrt", "sum", "tensor", "use_kernels", "zeros", "zeros_like",

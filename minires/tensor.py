@@ -61,6 +61,7 @@ class Context:
         self.needs_input_grad = needs_input_grad
         self.hooks = []  # Tensor.register_hook on the output of this node
         self._saved = ()
+        self._versions = ()  # (index in _saved, version counter, its value when saved)
         self._freed = False
 
     def save_for_backward(self, *arrays) -> None:
@@ -68,8 +69,10 @@ class Context:
 
     @property
     def saved_tensors(self) -> tuple:
+        """The saved arrays, as read-only views; raises if one was changed in place."""
         self.check_not_freed()
-        return self._saved
+        check_saved_versions(self)
+        return tuple(read_only(a) for a in self._saved)
 
     def check_not_freed(self) -> None:
         if self._freed:
@@ -80,12 +83,17 @@ class Context:
             )
 
     def release(self) -> None:
-        """Free saved arrays and the edges once backward is done (unless retain_graph)."""
+        """Free what forward saved once backward is done (unless retain_graph): the
+        saved arrays, the attributes, and the input tensors themselves, whose arrays
+        are the activations. The edges stay (``_Edge``: only where the gradient went)."""
         self._saved = ()
+        self._versions = ()
         self._freed = True
+        self.hooks = []
+        self.inputs = tuple(_Edge(t) for t in self.inputs)
         for name in list(vars(self)):
             if name not in ("function", "xp", "inputs", "needs_input_grad", "hooks",
-                            "_saved", "_freed"):
+                            "_saved", "_versions", "_freed"):
                 delattr(self, name)
 
     def name(self) -> str:
@@ -132,8 +140,10 @@ class Function:
         ctx = Context(cls, xp, tuple(tensors) if record else (), needs)
         y = cls.forward(ctx, *arrays, **attrs)
         out = Tensor(y, requires_grad=record)
+        share_version_with_views(out, tensors, xp)
         if record:
             out.grad_fn = ctx
+            record_saved_versions(ctx, tensors, out)
         return out
 
 
@@ -174,45 +184,50 @@ def _topological_order(root: Context) -> list:
 
 def run_backward(root: Tensor, gradient, retain_graph: bool) -> None:
     if root.grad_fn is None:  # a leaf: its gradient is the seed itself
-        _accumulate_leaf(root, gradient)
+        _accumulate_leaf(root, gradient, {id(gradient)})
         return
     grads = {id(root.grad_fn): gradient}  # node -> d loss / d (node's output)
+    handed = set()  # ids of the arrays given to leaves in this pass (see _accumulate_leaf)
     for node in _topological_order(root.grad_fn):
         gy = grads.pop(id(node), None)
-        if gy is None:  # no gradient flowed here (e.g. only through non-grad outputs)
-            continue
-        for hook in node.hooks:
-            result = hook(Tensor(gy))
-            if result is not None:
-                gy = as_tensor(result).data
-        node.check_not_freed()
-        gxs = node.function.backward(node, gy)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        if len(gxs) != len(node.inputs):
-            raise RuntimeError(
-                f"{node.function.__name__}.backward returned {len(gxs)} gradients for "
-                f"{len(node.inputs)} inputs"
-            )
-        for tensor, gx in zip(node.inputs, gxs):
-            if gx is None or not tensor.requires_grad:
-                continue
-            if gx.shape != tensor.shape:
-                raise RuntimeError(
-                    f"{node.function.__name__}.backward returned a gradient of shape "
-                    f"{gx.shape} for an input of shape {tensor.shape}"
-                )
-            if tensor.grad_fn is None:
-                _accumulate_leaf(tensor, gx)
-            else:
-                key = id(tensor.grad_fn)
-                # out of place: gx may be an array that another branch also holds
-                grads[key] = gx if key not in grads else grads[key] + gx
+        if gy is not None:  # None: no gradient flowed here (only through non-grad outputs)
+            _backward_node(node, gy, grads, handed)
         if not retain_graph:
             node.release()
 
 
-def _accumulate_leaf(tensor: Tensor, g) -> None:
+def _backward_node(node: Context, gy, grads: dict, handed: set) -> None:
+    """Run one node's backward and pass its input gradients on (to ``grads`` or leaves)."""
+    for hook in node.hooks:
+        result = hook(Tensor(gy))
+        if result is not None:
+            gy = as_tensor(result).data
+    node.check_not_freed()
+    gxs = call_backward(node, gy)
+    if not isinstance(gxs, tuple):
+        gxs = (gxs,)
+    if len(gxs) != len(node.inputs):
+        raise RuntimeError(
+            f"{node.function.__name__}.backward returned {len(gxs)} gradients for "
+            f"{len(node.inputs)} inputs"
+        )
+    for tensor, gx in zip(node.inputs, gxs):
+        if gx is None or not tensor.requires_grad:
+            continue
+        if gx.shape != tensor.shape:
+            raise RuntimeError(
+                f"{node.function.__name__}.backward returned a gradient of shape "
+                f"{gx.shape} for an input of shape {tensor.shape}"
+            )
+        if tensor.grad_fn is None:
+            _accumulate_leaf(tensor, gx, handed)
+        else:
+            key = id(tensor.grad_fn)
+            # out of place: gx may be an array that another branch also holds
+            grads[key] = gx if key not in grads else grads[key] + gx
+
+
+def _accumulate_leaf(tensor: Tensor, g, handed: set) -> None:
     for hook in tensor._hooks:
         result = hook(Tensor(g))
         if result is not None:
@@ -220,9 +235,139 @@ def _accumulate_leaf(tensor: Tensor, g) -> None:
     if g.dtype != tensor.dtype:
         g = g.astype(tensor.dtype)
     if tensor.grad is None:
+        if id(g) in handed or not owns_writable_memory(g):
+            # a view of gy or of a saved array, or one array handed to two leaves
+            # (y = a + b): copied, so leaf.grad.zero_() touches one gradient only
+            g = g.copy()
+        handed.add(id(g))
         tensor.grad = Tensor(g)
     else:  # gradients of leaves add up across backward calls, as in PyTorch
         tensor.grad = Tensor(tensor.grad.data + g)
+
+
+# --------------------------------------------------------------------------- autograd safety
+# Guards that turn a silently wrong gradient into an error naming the op, kept together
+# so they read (and move) as one piece:
+#
+# * version counters: each tensor counts the in-place changes of its array (views share
+#   the count); forward notes the count of every tensor whose array it saved, and
+#   backward refuses to run when a count moved (``optimizer.step()`` before backward);
+# * read-only views: backward receives gy and the saved arrays as read-only NumPy views,
+#   so a backward that writes into them fails at once. CuPy arrays have no read-only
+#   flag: on the GPU the version counters and the CPU test suite are the protection;
+# * release: after backward a node drops what it saved and the input tensors (the
+#   activations), keeping only the edges.
+
+
+class _VersionCounter:
+    """How many times an array (shared by a tensor and its views) changed in place."""
+
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 0
+
+
+def increment_version(tensor) -> None:
+    """Record that ``tensor``'s array was changed in place behind autograd's back (an
+    optimizer writing ``p.data``), so a graph that saved the old values refuses to
+    backward. Tensor methods such as ``add_`` and ``-=`` call it themselves."""
+    tensor._version_counter.value += 1
+
+
+def share_version_with_views(out, tensors, xp) -> None:
+    """An op's output that is a view of an input's array (reshape, permute, slicing)
+    shares that input's counter: changing either changes both."""
+    for t in tensors:
+        if out.data is t.data or xp.may_share_memory(out.data, t.data):
+            out._version_counter = t._version_counter
+            return
+
+
+def record_saved_versions(ctx, tensors, out) -> None:
+    """Note, for every saved array that is (a view of) an input's or the output's
+    array, that tensor's counter and its value now."""
+    records = []
+    for i, array in enumerate(ctx._saved):
+        if not hasattr(array, "shape"):
+            continue
+        for t in (*tensors, out):
+            # may_share_memory compares address ranges only: cheap, and exact for arrays
+            # from different allocations
+            if array is t.data or ctx.xp.may_share_memory(array, t.data):
+                records.append((i, t._version_counter, t._version_counter.value))
+                break
+    ctx._versions = tuple(records)
+
+
+def check_saved_versions(ctx) -> None:
+    for i, counter, expected in ctx._versions:
+        if counter.value != expected:
+            array = ctx._saved[i]
+            raise RuntimeError(
+                f"{ctx.function.__name__}.backward: one of the arrays needed for gradient "
+                f"computation has been modified by an in-place operation: the "
+                f"{array.dtype} array of shape {tuple(array.shape)} saved by {ctx.name()} "
+                f"is at version {counter.value}; expected version {expected} instead. "
+                "Was optimizer.step() (or another in-place update such as -= or add_) "
+                "called between the forward pass and backward()? Call backward() first."
+            )
+
+
+def read_only(array):
+    """A read-only view of a NumPy array (a CuPy array has no such flag: returned as is)."""
+    if isinstance(array, numpy.ndarray):
+        view = array.view()
+        view.flags.writeable = False
+        return view
+    return array
+
+
+def owns_writable_memory(array) -> bool:
+    """False for views (``array.base`` set) and read-only arrays."""
+    if getattr(array, "base", None) is not None:
+        return False
+    return not isinstance(array, numpy.ndarray) or array.flags.writeable
+
+
+def call_backward(node, gy):
+    """``node``'s backward on a read-only ``gy``; a write into gy or a saved array is
+    reported as the mistake of that backward, not as NumPy's bare ValueError."""
+    try:
+        return node.function.backward(node, read_only(gy))
+    except ValueError as error:
+        if "read-only" not in str(error):
+            raise
+        raise RuntimeError(
+            f"{node.function.__name__}.backward modified gy or an array saved by forward in "
+            f"place ({error}). Compute new arrays instead (gx = gy * mask, not "
+            "gy *= mask): the engine may hand the same gy to several ops, and a second "
+            "backward(retain_graph=True) reads the saved arrays again."
+        ) from error
+
+
+class _Edge:
+    """What a released node keeps of an input tensor: where its gradient went, not its
+    data (so walking ``grad_fn.inputs`` after backward still shows the graph)."""
+
+    __slots__ = ("grad_fn", "requires_grad", "shape", "dtype")
+
+    def __init__(self, tensor):
+        self.grad_fn, self.requires_grad = tensor.grad_fn, tensor.requires_grad
+        self.shape, self.dtype = tensor.shape, tensor.dtype
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes the array has seen (PyTorch's ``tensor._version``)."""
+        return self._version_counter.value
+
+    def __repr__(self) -> str:
+        source = self.grad_fn if self.grad_fn is not None else "a leaf"
+        return f"<edge from {source}, shape {self.shape}, data freed>"
 
 
 # --------------------------------------------------------------------------- Tensor
@@ -269,6 +414,7 @@ class Tensor:
         self.grad = None
         self.grad_fn = None
         self._hooks = []
+        self._version_counter = _VersionCounter()
 
     # ----------------------------------------------------------------- properties
     @property
@@ -290,6 +436,11 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes the array has seen (PyTorch's ``tensor._version``)."""
+        return self._version_counter.value
 
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
@@ -365,8 +516,11 @@ class Tensor:
         self.grad_fn.hooks.append(keep)
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph (shares memory, as in PyTorch)."""
-        return Tensor(self.data)
+        """The same data, cut from the graph (shares memory and the version counter, as
+        in PyTorch: an in-place change of the detached tensor is seen by the graph)."""
+        out = Tensor(self.data)
+        out._version_counter = self._version_counter
+        return out
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and self.data.dtype.kind not in "fc":
@@ -435,6 +589,104 @@ class Tensor:
     def clone(self) -> Tensor:
         from .ops.basic import mul
         return mul(self, 1) if self.requires_grad else Tensor(self.data.copy())
+
+    # ----------------------------------------------------------------- in place
+    # As in PyTorch: allowed on tensors outside the graph and under no_grad() (the
+    # hand-written SGD step ``w -= lr * w.grad``); each bumps the version counter so a
+    # graph that saved the old values refuses to backward.
+
+    def __iadd__(self, other):
+        return self._inplace("add_", lambda a, b: _xp_of(a).add(a, b, out=a), other)
+
+    def __isub__(self, other):
+        return self._inplace("sub_", lambda a, b: _xp_of(a).subtract(a, b, out=a), other)
+
+    def __imul__(self, other):
+        return self._inplace("mul_", lambda a, b: _xp_of(a).multiply(a, b, out=a), other)
+
+    def __itruediv__(self, other):
+        return self._inplace("div_", lambda a, b: _xp_of(a).divide(a, b, out=a), other)
+
+    def add_(self, other, *, alpha=1):
+        return self.__iadd__(other if alpha == 1 else _scaled(other, alpha))
+
+    def sub_(self, other, *, alpha=1):
+        return self.__isub__(other if alpha == 1 else _scaled(other, alpha))
+
+    def mul_(self, other):
+        return self.__imul__(other)
+
+    def div_(self, other):
+        return self.__itruediv__(other)
+
+    def zero_(self):
+        return self._inplace("zero_", lambda a, _: a.fill(0), 0)
+
+    def fill_(self, value):
+        return self._inplace("fill_", lambda a, v: a.fill(v), value)
+
+    def copy_(self, src):
+        """Copy ``src`` (broadcast, cast to this dtype, moved to this device) into self."""
+        src = src if isinstance(src, Tensor) else Tensor(_to_array(src))
+        device = self.device
+
+        def update(a, b):
+            _xp_of(a).copyto(a, backend.to_device(b, device), casting="unsafe")
+
+        return self._inplace("copy_", update, src, any_device=True)
+
+    def __setitem__(self, index, value):
+        index = _index_arrays(index)
+        return self._inplace("__setitem__", lambda a, v: a.__setitem__(index, v), value)
+
+    def _inplace(self, op: str, update, other, any_device: bool = False) -> Tensor:
+        if _grad_enabled:
+            if self.requires_grad and self.grad_fn is None:
+                raise RuntimeError(
+                    f"{op}: a leaf Variable that requires grad is being used in an in-place "
+                    "operation. Update it inside `with mr.no_grad():` (as an optimizer does), "
+                    "or compute a new tensor (w = w - ...)."
+                )
+            if self.requires_grad or (isinstance(other, Tensor) and other.requires_grad):
+                raise RuntimeError(
+                    f"{op}: minires does not record in-place operations in the graph, and "
+                    f"this one involves a tensor that requires grad (shape {self.shape}); "
+                    "compute a new tensor instead (y = y + x), or wrap the update in "
+                    "`with mr.no_grad():` if no gradient should flow through it."
+                )
+        if isinstance(other, Tensor):
+            if other.device != self.device and not any_device:
+                raise RuntimeError(f"{op}: expected both tensors on the same device, got "
+                                   f"{self.device} and {other.device}")
+            other = other.data
+        try:
+            update(self.data, other)
+        except (TypeError, ValueError, IndexError) as error:
+            raise _inplace_error(op, self, other, error) from None
+        self._version_counter.value += 1
+        return self
+
+    # ----------------------------------------------------------------- NumPy
+    # ``array * tensor``: NumPy calls its ufunc with the tensor as an operand, which
+    # lands here and becomes the Tensor op (as Python's reflected operators would).
+    # Any other NumPy function would treat the tensor as an opaque object and lose the
+    # gradient, so it is refused with the name of the minires op to use.
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        op = _numpy_operator(ufunc.__name__)
+        if method == "__call__" and not kwargs and op is not None and len(inputs) == 2:
+            return op(*inputs)
+        raise TypeError(_numpy_refusal(f"numpy.{ufunc.__name__}", ufunc.__name__, kwargs))
+
+    def __array_function__(self, func, types, args, kwargs):
+        raise TypeError(_numpy_refusal(f"numpy.{func.__name__}", func.__name__, {}))
+
+    def __array__(self, dtype=None, copy=None):
+        """``numpy.asarray(tensor)``, as ``tensor.numpy()``: CPU tensors without grad."""
+        array = self.numpy()
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+        return array.copy() if copy else array
 
     # ----------------------------------------------------------------- ops
     # The operators delegate to minires.ops (imported lazily: ops import this module).
@@ -555,6 +807,9 @@ class Tensor:
     def max(self, dim=None, keepdim=False):
         return _ops().max(self, dim, keepdim)
 
+    def amax(self, dim=(), keepdim=False):
+        return _ops().amax(self, dim, keepdim)
+
     def argmax(self, dim=None, keepdim=False):
         return Tensor(_ops().argmax_array(self.data, dim, keepdim))
 
@@ -568,6 +823,84 @@ class Tensor:
 def _ops():
     from . import ops
     return ops
+
+
+def _xp_of(array):
+    return backend.array_module(array)
+
+
+def _scaled(other, alpha):
+    return other * alpha  # a Tensor or a number: out of place, other stays untouched
+
+
+def _index_arrays(index):
+    """Tensors inside an index become their arrays (integer or boolean masks)."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _inplace_error(op: str, tensor: Tensor, other, error: Exception) -> Exception:
+    other_shape = tuple(getattr(other, "shape", ()))
+    other_dtype = getattr(other, "dtype", type(other).__name__)
+    text = str(error)
+    if "read-only" in text:
+        return RuntimeError(f"{op}: the tensor's array is read-only (a view handed to a "
+                            "backward pass or a hook?); work on a copy")
+    if "broadcast" in text or "shape" in text:
+        return RuntimeError(f"{op}: output with shape {tensor.shape} doesn't match the "
+                            f"broadcast shape of {tensor.shape} and {other_shape}")
+    if "cast" in text:
+        return RuntimeError(f"{op}: result type {other_dtype} can't be cast to the desired "
+                            f"output type {tensor.dtype}")
+    return type(error)(f"{op} on a tensor of shape {tensor.shape} and dtype {tensor.dtype} "
+                       f"failed: {text}")
+
+
+def _numpy_operator(name: str):
+    """The Tensor op for the NumPy ufuncs behind Python's operators, else None."""
+    arithmetic = {"add": "add", "subtract": "sub", "multiply": "mul", "divide": "div",
+                  "true_divide": "div", "matmul": "matmul"}
+    comparisons = {"equal": ("__eq__", "__eq__"), "not_equal": ("__ne__", "__ne__"),
+                   "less": ("__lt__", "__gt__"), "less_equal": ("__le__", "__ge__"),
+                   "greater": ("__gt__", "__lt__"), "greater_equal": ("__ge__", "__le__")}
+    if name in arithmetic:
+        return getattr(_ops(), arithmetic[name])
+    if name in comparisons:
+        def compare(a, b):  # the Tensor's own comparison, mirrored when it is on the right
+            if isinstance(a, Tensor):
+                return getattr(a, comparisons[name][0])(b)
+            return getattr(b, comparisons[name][1])(a)
+        return compare
+    return None
+
+
+_NUMPY_NAMES = {"absolute": "abs", "negative": "neg", "divide": "div", "true_divide": "div",
+                "power": "pow", "amax": "amax", "concatenate": "cat"}
+
+
+def _numpy_refusal(what: str, name: str, kwargs: dict) -> str:
+    """The message for a NumPy function called on a Tensor: which minires op to use."""
+    if kwargs.get("out") is not None:
+        return (f"{what} with out=: a NumPy array cannot hold a Tensor's result in place; "
+                "write array = array + tensor (a Tensor), or use tensor.detach().numpy()")
+    import minires
+
+    ours = _NUMPY_NAMES.get(name, name)
+    hints = []
+    if hasattr(minires, ours):
+        hints.append(f"mr.{ours}(x)")
+    if hasattr(Tensor, ours):
+        hints.append(f"x.{ours}()")
+    if not hints and hasattr(minires.nn.functional, ours):
+        hints.append(f"mr.nn.functional.{ours}(x)")
+    if not hints and hasattr(minires.ops, ours):
+        hints.append(f"mr.ops.{ours}(x)")
+    use = " or ".join(hints) if hints else "the minires op (mr.*, mr.nn.functional)"
+    return (f"{what} was called on a minires Tensor: NumPy functions do not record "
+            f"gradients. Use {use} instead, or x.detach().numpy() for a plain NumPy array.")
 
 
 class _RemovableHandle:

@@ -36,6 +36,31 @@ CASES = [
      r"cross_entropy: target of shape \(2,\) does not match logits of shape \(3, 4\)"),
     ("cross_entropy reduction", lambda: F.cross_entropy(mr.randn(3, 4), np.array([0, 1, 2]),
                                                         reduction="avg"), r"reduction"),
+    ("cross_entropy weight shape", lambda: F.cross_entropy(mr.randn(3, 4), np.array([0, 1, 2]),
+                                                           weight=mr.ones(3)),
+     r"cross_entropy: weight should be defined for all 4 classes .*shape \(3,\)"),
+    ("cross_entropy ignore_index type", lambda: F.cross_entropy(
+        mr.randn(3, 4), np.array([0, 1, 2]), ignore_index=1.5), r"ignore_index must be an int"),
+    ("nll_loss range", lambda: F.nll_loss(mr.randn(3, 4), np.array([0, 4, 1])),
+     r"nll_loss: target values must be in \[0, 3\] for 4 classes \(or equal "
+     r"ignore_index=-100\), got 4 at position 1"),
+    ("nll_loss -1 is not ignored", lambda: F.nll_loss(mr.randn(3, 4), np.array([0, -1, 1])),
+     r"nll_loss: target values .* got -1 at position 1"),
+    ("nll_loss -100 with another ignore_index", lambda: F.nll_loss(
+        mr.randn(3, 200), np.array([0, -100, 1]), ignore_index=3), r"got -100 at position 1"),
+    ("nll_loss spatial shape", lambda: F.nll_loss(mr.randn(2, 3, 4, 4), np.zeros((2, 4, 5), int)),
+     r"nll_loss: target of shape \(2, 4, 5\) does not match input of shape \(2, 3, 4, 4\) "
+     r"\(expected \(2, 4, 4\)\)"),
+    ("nll_loss float target", lambda: F.nll_loss(mr.randn(3, 4), mr.randn(3)),
+     r"nll_loss: expected integer class indices"),
+    ("max over a tuple of dims", lambda: mr.randn(2, 3, 4).max(dim=(0, 2)),
+     r"max: dim must be an int, got \(0, 2\).*use amax\(x, dim=\(0, 2\)\)"),
+    ("argmax over a tuple of dims", lambda: mr.randn(2, 3, 4).argmax(dim=(0, 2)),
+     r"argmax: dim must be an int or None, got \(0, 2\)"),
+    ("amax repeated dim", lambda: mr.amax(mr.randn(2, 3), dim=(1, -1)),
+     r"amax: dim \(1, -1\) lists a dimension twice"),
+    ("Linear negative features", lambda: mr.nn.Linear(-1, 3),
+     r"Linear: in_features must be a non-negative int, got -1"),
     ("linear features", lambda: F.linear(mr.randn(2, 5), mr.randn(3, 4)),
      r"linear: input of shape \(2, 5\) has 5 features.*\(3, 4\) expects 4"),
     ("matmul shapes", lambda: mr.randn(2, 3) @ mr.randn(4, 5),
@@ -80,8 +105,8 @@ def test_a_failed_check_on_a_gpu_is_raised_at_the_next_read(as_if_on_a_gpu):
     loss = F.cross_entropy(logits, target)  # no read of the targets' values here
     assert len(backend._pending_checks) == 1
     with pytest.raises(ValueError, match=r"cross_entropy: target values must be in \[0, 2\] "
-                                         r"for 3 classes, got values in \[-1, 0\] \(a check "
-                                         r"of values on the GPU"):
+                                         r"for 3 classes \(or equal ignore_index=-100\), got "
+                                         r"-1 at position 1 \(a check of values on the GPU"):
         loss.item()  # reading a value runs the queued checks first
     assert backend._pending_checks == []  # raised once, then forgotten
     F.cross_entropy(logits, mr.tensor([0, 2])).item()
@@ -100,5 +125,5 @@ def test_passing_checks_raise_nothing_and_the_queue_stays_bounded(as_if_on_a_gpu
 
 
 def test_on_the_cpu_a_value_check_raises_at_once():
-    with pytest.raises(ValueError, match=r"got values in \[-1, 1\]"):
+    with pytest.raises(ValueError, match=r"got -1 at position 0"):
         F.cross_entropy(mr.randn(2, 3), mr.tensor([-1, 1]))

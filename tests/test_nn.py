@@ -534,3 +534,15 @@ def test_pooling_modules_match_torch():
         np.testing.assert_allclose(ours(mr.tensor(x)).data,
                                    ref(torch.from_numpy(x)).numpy(), atol=1e-6)
         assert repr(ours) == repr(ref)
+
+
+def test_linear_with_zero_in_features_is_an_empty_layer_as_in_pytorch():
+    with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+        lin = nn.Linear(0, 3)
+    assert lin.weight.shape == (3, 0) and lin.bias.tolist() == [0.0, 0.0, 0.0]
+    out = lin(mr.zeros(2, 0))
+    assert out.shape == (2, 3) and out.tolist() == [[0.0] * 3] * 2
+    out.sum().backward()
+    assert lin.bias.grad.tolist() == [2.0, 2.0, 2.0] and lin.weight.grad.shape == (3, 0)
+    with pytest.warns(UserWarning, match="no-op"):
+        assert nn.Linear(3, 0)(mr.randn(2, 3)).shape == (2, 0)

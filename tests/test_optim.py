@@ -281,6 +281,8 @@ OPTIMIZERS = {
     "sgd_nesterov": (SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
     "adam": (Adam, dict(lr=0.01, weight_decay=1e-2)),
     "adamw": (AdamW, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)),
+    "adam_amsgrad": (Adam, dict(lr=0.01, weight_decay=1e-2, amsgrad=True)),
+    "adamw_amsgrad": (AdamW, dict(lr=0.02, betas=(0.5, 0.9), amsgrad=True)),
 }
 
 
@@ -607,6 +609,22 @@ SCHEDULERS = {
     "sequential": lambda m, o: m.SequentialLR(
         o, [m.LinearLR(o, start_factor=0.2, total_iters=4), m.CosineAnnealingLR(o, T_max=8),
             m.StepLR(o, step_size=2)], milestones=[4, 12]),
+    "exponential": lambda m, o: m.ExponentialLR(o, gamma=0.85),
+    "constant": lambda m, o: m.ConstantLR(o, factor=0.25, total_iters=6),
+    "polynomial": lambda m, o: m.PolynomialLR(o, total_iters=15, power=2.0),
+    "lambda": lambda m, o: m.LambdaLR(o, lambda step: 1 / (1 + 0.3 * step)),
+    "lambda_per_group": lambda m, o: m.LambdaLR(o, [lambda s: 0.9 ** s, lambda s: s % 4 + 1]),
+    "warm_restarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2,
+                                                                eta_min=0.001),
+    "warm_restarts_t_mult_1": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=4),
+    "chained_constant_exponential": lambda m, o: m.ChainedScheduler(
+        [m.ConstantLR(o, factor=0.1, total_iters=10), m.ExponentialLR(o, gamma=0.9)]),
+    "chained_linear_cosine": lambda m, o: m.ChainedScheduler(
+        [m.LinearLR(o, start_factor=0.2, total_iters=4),
+         m.CosineAnnealingLR(o, T_max=6, eta_min=0.01)]),
+    "chained_step_polynomial_lambda": lambda m, o: m.ChainedScheduler(
+        [m.StepLR(o, step_size=3, gamma=0.5), m.PolynomialLR(o, total_iters=10),
+         m.LambdaLR(o, lambda s: 0.5 ** (s % 3)), m.MultiStepLR(o, [2, 5])]),
 }
 
 
@@ -630,12 +648,12 @@ def test_schedulers_match_torch(name, opt_name):
         tscheduler = SCHEDULERS[name](torch.optim.lr_scheduler, topt)
         for _ in range(25):
             np.testing.assert_allclose(scheduler.get_last_lr(), tscheduler.get_last_lr(),
-                                       rtol=1e-6, atol=1e-12)
+                                       rtol=1e-12, atol=1e-15)
             for group, tgroup in zip(opt.param_groups, topt.param_groups):
                 ours, theirs = _group_settings(group), _group_settings(tgroup)
                 assert ours.keys() == theirs.keys()
                 for key in ours:
-                    np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-6, atol=1e-12)
+                    np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-12, atol=1e-15)
             topt.step()
             scheduler.step()
             tscheduler.step()
@@ -669,3 +687,167 @@ def test_scheduler_state_dict_round_trip(name, tmp_path):
         scheduler.step()
         resumed.append((scheduler.get_last_lr(), opt.param_groups[0]["momentum"]))
     assert resumed == straight
+
+
+# --------------------------------------------------------------------------- ReduceLROnPlateau
+
+PLATEAU_METRICS = [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.8, 0.85, 0.86, 0.9, 0.9, 0.9, 0.9,
+                   0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.7, 0.9, 0.9, 0.9, 0.9]
+PLATEAUS = {
+    "min_rel": dict(patience=2, cooldown=1, factor=0.5, min_lr=0.004),
+    "max_abs": dict(mode="max", threshold_mode="abs", threshold=0.01, patience=1,
+                    min_lr=[0.01, 0.001]),
+    "defaults": dict(),
+}
+
+
+@pytest.mark.parametrize("name", PLATEAUS)
+def test_reduce_lr_on_plateau_matches_torch(name):
+    torch = pytest.importorskip("torch")
+    from minires.optim.lr_scheduler import ReduceLROnPlateau
+
+    params = make_params()
+    opt = grouped(params, SGD, lr=0.1)
+    _, topt = torch_twin(torch, params, "sgd_momentum")
+    scheduler = ReduceLROnPlateau(opt, **PLATEAUS[name])
+    tscheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **PLATEAUS[name])
+    metrics = PLATEAU_METRICS if name != "max_abs" else [-m for m in PLATEAU_METRICS]
+    for metric in metrics * 2:
+        scheduler.step(mr.tensor(metric))  # a 0-d tensor, as a loss would be
+        tscheduler.step(metric)
+        assert scheduler.get_last_lr() == tscheduler.get_last_lr()
+        assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in topt.param_groups]
+    assert scheduler.get_last_lr() != [0.1, 0.05]  # it did reduce
+
+
+def test_reduce_lr_on_plateau_state_dict_round_trip(tmp_path):
+    from minires.optim.lr_scheduler import ReduceLROnPlateau
+
+    def build():
+        opt = grouped(make_params(), SGD, lr=0.1)
+        return opt, ReduceLROnPlateau(opt, patience=1, cooldown=2)
+
+    opt, scheduler = build()
+    for metric in PLATEAU_METRICS:
+        scheduler.step(metric)
+    straight = scheduler.get_last_lr()
+
+    opt, scheduler = build()
+    for metric in PLATEAU_METRICS[:9]:
+        scheduler.step(metric)
+    save({"optimizer": opt.state_dict(), "scheduler": scheduler.state_dict()}, tmp_path / "c")
+    checkpoint = load(tmp_path / "c")
+    opt, scheduler = build()
+    opt.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    assert scheduler.best == 0.8 and scheduler.mode_worse == math.inf
+    for metric in PLATEAU_METRICS[9:]:
+        scheduler.step(metric)
+    assert scheduler.get_last_lr() == straight
+
+
+def test_reduce_lr_on_plateau_checks_arguments():
+    from minires.optim.lr_scheduler import ReduceLROnPlateau
+
+    opt = grouped(make_params(), SGD, lr=0.1)
+    for kw, message in [(dict(factor=1.0), "factor should be < 1.0"),
+                        (dict(mode="lowest"), "mode must be 'min' or 'max'"),
+                        (dict(threshold_mode="pct"), "threshold_mode"),
+                        (dict(patience=-1), "non-negative integer patience"),
+                        (dict(min_lr=[0.1]), "expected 2 min_lrs")]:
+        with pytest.raises(ValueError, match=message):
+            ReduceLROnPlateau(opt, **kw)
+
+
+# --------------------------------------------------------------------------- LambdaLR, chains
+
+
+class Warmup:
+    """A callable object: its attributes go into LambdaLR's state_dict, as in PyTorch."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def __call__(self, step):
+        return min(1.0, (step + 1) / self.steps)
+
+
+def test_lambda_lr_state_dict_keeps_no_functions_but_callable_objects_attributes(tmp_path):
+    from minires.optim.lr_scheduler import LambdaLR
+
+    opt = grouped(make_params(), SGD, lr=0.1)
+    scheduler = LambdaLR(opt, [lambda step: 0.5 ** step, Warmup(4)])
+    state = scheduler.state_dict()
+    assert state["lr_lambdas"] == [None, {"steps": 4}]
+    save(state, tmp_path / "s")  # data only: it saves
+    other = LambdaLR(grouped(make_params(), SGD, lr=0.1), [lambda step: 1.0, Warmup(9)])
+    other.load_state_dict(load(tmp_path / "s"))
+    assert other.lr_lambdas[1].steps == 4
+    with pytest.raises(ValueError, match="expected 2 lr_lambdas"):
+        LambdaLR(opt, [lambda step: 1.0])
+
+
+def test_chained_scheduler_refuses_what_it_cannot_chain():
+    from minires.optim.lr_scheduler import (
+        ChainedScheduler,
+        ExponentialLR,
+        ReduceLROnPlateau,
+    )
+
+    opt = grouped(make_params(), SGD, lr=0.1)
+    with pytest.raises(ValueError, match="cannot chain ReduceLROnPlateau"):
+        ChainedScheduler([ExponentialLR(opt, 0.9), ReduceLROnPlateau(opt)])
+    other = grouped(make_params(), SGD, lr=0.1)
+    with pytest.raises(ValueError, match="same optimizer"):
+        ChainedScheduler([ExponentialLR(opt, 0.9), ExponentialLR(other, 0.9)])
+    with pytest.raises(ValueError, match="at least one scheduler"):
+        ChainedScheduler([])
+
+
+# --------------------------------------------------------------------------- foreign state dicts
+
+
+def test_a_state_dict_of_another_optimizer_is_refused_naming_both():
+    params = make_params()
+    adam = Adam(params)
+    apply_steps(adam, params, make_grads(1))
+    with pytest.raises(ValueError, match=r"SGD\.load_state_dict: parameter group 0 of the "
+                                         r"state dict has no \['dampening', 'momentum', "
+                                         r"'nesterov'\] setting, which SGD needs; its settings "
+                                         r".* are those of Adam or AdamW"):
+        SGD(make_params(), lr=0.1, momentum=0.9).load_state_dict(adam.state_dict())
+    sgd = SGD(params, lr=0.1, momentum=0.9)
+    apply_steps(sgd, params, make_grads(1))
+    with pytest.raises(ValueError, match=r"Adam\.load_state_dict: .*those of SGD"):
+        Adam(make_params()).load_state_dict(sgd.state_dict())
+    state = adam.state_dict()
+    state["param_groups"][0].update(momentum=0.9, dampening=0, nesterov=False)
+    with pytest.raises(ValueError, match=r"holds \['exp_avg', 'exp_avg_sq', 'step'\], which "
+                                         r"SGD does not keep .* saved by Adam or AdamW"):
+        SGD(make_params(), lr=0.1).load_state_dict(state)
+
+
+def test_malformed_optimizer_state_dicts_get_clear_errors():
+    opt = SGD(make_params(), lr=0.1)
+    groups = opt.state_dict()["param_groups"]
+    for bad, message in [
+        ([1, 2], "expected a dict with 'state' and 'param_groups', got a list"),
+        ({"state": [], "param_groups": groups}, r"state_dict\['state'\] must be a dict"),
+        ({"state": {}, "param_groups": {"lr": 0.1}}, "must be a list of dicts, got a dict"),
+        ({"state": {}, "param_groups": [{"lr": 0.1}]}, "must be a dict with a 'params' list"),
+        ({"state": {0: 5}, "param_groups": groups}, "state of parameter 0 is of type int"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            opt.load_state_dict(bad)
+
+
+def test_an_adam_state_dict_saved_before_amsgrad_still_loads():
+    params = make_params()
+    opt = Adam(params)
+    apply_steps(opt, params, make_grads(1))
+    old = opt.state_dict()
+    for group in old["param_groups"]:
+        del group["amsgrad"]
+    fresh = Adam(make_params(), amsgrad=True)
+    fresh.load_state_dict(old)
+    assert fresh.param_groups[0]["amsgrad"] is False

@@ -53,7 +53,8 @@ OPS = {
                f"{_GY}:\n"
                "the softmax probabilities p (N, C) and the targets (N,). ctx.reduction is\n"
                "'mean', 'sum' or 'none' (then gy has shape (N,)); ctx.label_smoothing is s.\n"
-               "Return gx, shaped (N, C)."),
+               "A row whose target equals ctx.ignore_index gets no gradient, and 'mean'\n"
+               "divides by the number of the other rows. Return gx, shaped (N, C)."),
     )),
     "conv2d": Op("conv2d", (
         Target("ops/conv.py", "Conv2d.backward",

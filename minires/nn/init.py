@@ -16,9 +16,10 @@ instead, to balance the forward and the backward pass.
 from __future__ import annotations
 
 import math
+import warnings
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, increment_version
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -64,6 +65,15 @@ def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
+def _is_empty(tensor: Tensor) -> bool:
+    """A zero-element tensor (nn.Linear(0, 3).weight) has no fan to scale by: leave it,
+    warning as PyTorch does."""
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        return True
+    return False
+
+
 def _float_dtype(tensor: Tensor):
     if tensor.dtype.kind != "f":
         raise TypeError(f"nn.init: expected a floating point tensor, got {tensor.dtype}")
@@ -84,17 +94,20 @@ def _standard_normal(tensor: Tensor):
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with samples of U(a, b)."""
     tensor.data[...] = a + (b - a) * _random(tensor)
+    increment_version(tensor)  # an in-place change: a graph that saved it must notice
     return tensor
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with samples of N(mean, std^2)."""
     tensor.data[...] = mean + std * _standard_normal(tensor)
+    increment_version(tensor)
     return tensor
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     tensor.data[...] = val
+    increment_version(tensor)
     return tensor
 
 
@@ -129,6 +142,8 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
     PyTorch's Linear and Conv2d default is this with a = sqrt(5), which works out to
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     """
+    if _is_empty(tensor):
+        return tensor
     fan = _calculate_correct_fan(tensor, mode)
     std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
     bound = math.sqrt(3.0) * std
@@ -139,6 +154,8 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu") -> Tensor:
     """He normal: N(0, std^2), std = gain / sqrt(fan). torchvision's ResNets use
     ``mode='fan_out', nonlinearity='relu'`` for every convolution."""
+    if _is_empty(tensor):
+        return tensor
     fan = _calculate_correct_fan(tensor, mode)
     std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
     return normal_(tensor, 0.0, std)

@@ -32,10 +32,15 @@ class Linear(Module):
 
     Initialised as PyTorch does: weight ~ kaiming_uniform_(a=sqrt(5)), i.e.
     U(-1/sqrt(in_features), 1/sqrt(in_features)), and bias from the same range.
+    ``in_features=0`` is allowed, as in PyTorch: an empty weight (initialising it warns
+    that it is a no-op), a zero bias, and an output equal to the bias.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"Linear: {name} must be a non-negative int, got {value!r}")
         self.in_features, self.out_features = in_features, out_features
         self.weight = _empty(out_features, in_features)
         if bias:

@@ -2,32 +2,48 @@
 
 from __future__ import annotations
 
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from . import functional as F
 from .module import Module
 
 
-class CrossEntropyLoss(Module):
-    """Softmax cross-entropy of (N, C) logits and (N,) integer class targets."""
+class _WeightedLoss(Module):
+    """A class-index loss: ``weight`` is a buffer (it moves with ``to()`` and is saved in
+    ``state_dict()`` when given), as in PyTorch."""
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
+    def __init__(self, weight, ignore_index: int, reduction: str):
         super().__init__()
-        self.reduction, self.label_smoothing = reduction, label_smoothing
+        self.register_buffer("weight", None if weight is None else as_tensor(weight))
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Softmax cross-entropy of (N, C) logits and (N,) integer class targets (or
+    (N, C, d1, ...) and (N, d1, ...)), with PyTorch's ``weight``, ``ignore_index``,
+    ``reduction`` and ``label_smoothing``."""
+
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        super().__init__(weight, ignore_index, reduction)
+        self.label_smoothing = label_smoothing
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(input, target, reduction=self.reduction,
+        return F.cross_entropy(input, target, weight=self.weight,
+                               ignore_index=self.ignore_index, reduction=self.reduction,
                                label_smoothing=self.label_smoothing)
 
 
-class NLLLoss(Module):
-    """Negative log-likelihood of (N, C) log-probabilities and (N,) class targets."""
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of (N, C) log-probabilities and (N,) class targets (or
+    (N, C, d1, ...) and (N, d1, ...)), with PyTorch's ``weight``, ``ignore_index`` and
+    ``reduction``."""
 
-    def __init__(self, reduction: str = "mean"):
-        super().__init__()
-        self.reduction = reduction
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__(weight, ignore_index, reduction)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.nll_loss(input, target, reduction=self.reduction)
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
 
 
 class MSELoss(Module):

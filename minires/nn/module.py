@@ -43,7 +43,7 @@ import numpy
 
 from .. import backend
 from ..ops import reshape
-from ..tensor import Tensor, is_grad_enabled
+from ..tensor import Tensor, increment_version, is_grad_enabled
 from .parameter import Parameter
 
 
@@ -351,6 +351,7 @@ class Module:
                 array = value.data if isinstance(value, Tensor) else value
                 array = backend.to_device(array, target.device)
                 target.data[...] = array.astype(target.dtype, copy=False)
+                increment_version(target)  # in place: a graph that saved it must notice
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ modes

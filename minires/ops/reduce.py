@@ -80,8 +80,13 @@ def var(x, dim=None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
 
 
 def max(x, dim=None, keepdim: bool = False):
-    """``max(x)`` -> a scalar tensor; ``max(x, dim)`` -> ``(values, indices)`` as in PyTorch."""
+    """``max(x)`` -> a scalar tensor; ``max(x, dim)`` -> ``(values, indices)`` as in PyTorch.
+    ``dim`` is one dimension, as in PyTorch; ``amax`` takes several."""
     x = as_tensor(x)
+    if dim is not None and not _is_int(dim):
+        raise TypeError(f"max: dim must be an int, got {dim!r}: the indices of a maximum "
+                        f"over several dims are not defined; use amax(x, dim={tuple(dim)!r}) "
+                        f"for the values (x.amax(...))")
     if x.numel() == 0:
         raise ValueError(f"max: expected a non-empty tensor, got shape {x.shape}")
     axes = _axes(dim, x.ndim, "max")
@@ -91,10 +96,30 @@ def max(x, dim=None, keepdim: bool = False):
     return MaxResult(values, Tensor(argmax_array(x.data, dim, keepdim)))
 
 
+def amax(x, dim=(), keepdim: bool = False) -> Tensor:
+    """The maximum over one or several dims (all of them for ``dim=()``), like
+    ``torch.amax``; the gradient is shared equally among tied maxima, as there."""
+    x = as_tensor(x)
+    dims = None if dim is None or dim == () or dim == [] else dim
+    if x.numel() == 0:
+        raise ValueError(f"amax: expected a non-empty tensor, got shape {x.shape}")
+    axes = _axes(dims, x.ndim, "amax")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"amax: dim {dim!r} lists a dimension twice")
+    return Max.apply(x, axes=axes, keepdim=keepdim)
+
+
+def _is_int(dim) -> bool:
+    return isinstance(dim, int) or (hasattr(dim, "__index__") and not hasattr(dim, "__len__"))
+
+
 def argmax_array(x, dim=None, keepdim: bool = False):
     xp = backend.array_module(x)
     if dim is None:
         return xp.argmax(x)
+    if not _is_int(dim):
+        raise TypeError(f"argmax: dim must be an int or None, got {dim!r}; for the position "
+                        "over several dims, flatten them first (x.flatten(0, 1).argmax(0))")
     axis = _axes(dim, x.ndim, "argmax")[0]
     indices = xp.argmax(x, axis=axis)
     return xp.expand_dims(indices, axis) if keepdim else indices

@@ -12,6 +12,10 @@ The update, exactly PyTorch's (``t`` counts this parameter's steps from 1)::
 Written the way PyTorch evaluates it, which differs from the lines above only in
 rounding: ``p -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``.
 Note that eps is added after the bias correction of ``sqrt(v)``.
+
+``amsgrad=True`` (Reddi et al., 2018) divides by the largest ``v`` seen so far instead
+of the current one, ``v_max = max(v_max, v)``, so the step size of a coordinate never
+grows back after its gradients shrink.
 """
 
 from __future__ import annotations
@@ -19,18 +23,22 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..tensor import no_grad
+from ..tensor import increment_version, no_grad
 from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
-    """``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)``."""
+    """``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+    amsgrad=False)``."""
+
+    _state_keys = frozenset({"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
+    _optional_settings = {"amsgrad": False}  # state dicts saved before amsgrad existed
 
     # AdamW flips this: decay the parameter directly instead of adding lambda * p to g
     _decoupled_weight_decay = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, amsgrad: bool = False):
         name = type(self).__name__
         if lr < 0.0:
             raise ValueError(f"{name}: invalid learning rate lr={lr} (must be >= 0)")
@@ -44,7 +52,8 @@ class Adam(Optimizer):
                                  "(must be in [0, 1))")
         if weight_decay < 0.0:
             raise ValueError(f"{name}: invalid weight_decay={weight_decay} (must be >= 0)")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        amsgrad=bool(amsgrad))
         super().__init__(params, defaults)
 
     def step(self, closure=None):
@@ -64,6 +73,8 @@ class Adam(Optimizer):
                         state["step"] = 0
                         state["exp_avg"] = xp.zeros_like(p.data)
                         state["exp_avg_sq"] = xp.zeros_like(p.data)
+                        if group["amsgrad"]:
+                            state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                     state["step"] += 1
                     t = state["step"]
 
@@ -83,6 +94,13 @@ class Adam(Optimizer):
                     bias_correction2 = 1 - beta2 ** t
                     step_size = lr / bias_correction1
                     xp = backend.array_module(v)
+                    if group["amsgrad"]:
+                        v_max = state.get("max_exp_avg_sq")
+                        if v_max is None:  # amsgrad switched on for a parameter mid-run
+                            v_max = state["max_exp_avg_sq"] = xp.zeros_like(v)
+                        xp.maximum(v_max, v, out=v_max)
+                        v = v_max
                     denom = xp.sqrt(v) / math.sqrt(bias_correction2) + eps
                     p.data -= step_size * m / denom
+                    increment_version(p)  # a graph that saved p now refuses to backward
         return loss

@@ -13,13 +13,16 @@ Each scheduler computes the lr of step ``last_epoch`` from a *closed form*
 ``f(base_lr, last_epoch)``. PyTorch's ``step()`` instead updates the current lr from
 the previous one (its "chainable" form); the two give the same sequence up to float
 rounding, but the closed form does not see lr changes made by hand or by a second
-scheduler stepping the same optimizer at the same time (use ``SequentialLR`` to chain
-schedules one after the other).
+scheduler stepping the same optimizer at the same time. To combine schedules use
+``SequentialLR`` (one after the other) or ``ChainedScheduler`` (all at once: it applies
+each schedule's change to the lr the previous ones left, PyTorch's chainable rule).
+``ReduceLROnPlateau`` has no schedule: it lowers the lr when a metric stops improving.
 """
 
 from __future__ import annotations
 
 import math
+import types
 from bisect import bisect_right
 
 from .optimizer import Optimizer
@@ -53,8 +56,14 @@ class LRScheduler:
         self.step()  # the lr of step 0 (or of last_epoch + 1 when resuming)
 
     def get_lr(self) -> list[float]:
-        """The lr of every parameter group at step ``self.last_epoch``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement get_lr()")
+        """The lr of every parameter group at step ``self.last_epoch``: for the schedules
+        that define ``_factor``, ``floor + (base_lr - floor) * _factor(last_epoch)``."""
+        factor, floor = self._factor(self.last_epoch), self._chain_floor()
+        return [floor + (base_lr - floor) * factor for base_lr in self.base_lrs]
+
+    def _factor(self, step: int) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must implement get_lr() or "
+                                  "_factor()")
 
     def step(self) -> None:
         """Advance one step and write the new lrs into the optimizer."""
@@ -69,6 +78,18 @@ class LRScheduler:
     def get_last_lr(self) -> list[float]:
         """The lrs the last ``step()`` set, one per parameter group."""
         return list(self._last_lr)
+
+    # How ChainedScheduler combines this schedule with others. A schedule written as
+    # lr = floor + (base_lr - floor) * _factor(step) is chainable: inside a chain its
+    # step scales the lr it finds (above its floor) by its own factor's change, as
+    # PyTorch's chainable form does (``_chain_lr``). The others (LambdaLR, OneCycleLR,
+    # CosineAnnealingWarmRestarts) write their own value, as in PyTorch.
+    @property
+    def _chainable(self) -> bool:
+        return type(self)._factor is not LRScheduler._factor
+
+    def _chain_floor(self) -> float:
+        return 0.0
 
     def state_dict(self) -> dict:
         """Every attribute but the optimizer: plain values that ``mr.save`` can store."""
@@ -110,9 +131,8 @@ class StepLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        return [base_lr * self.gamma ** (self.last_epoch // self.step_size)
-                for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return self.gamma ** (step // self.step_size)
 
 
 class MultiStepLR(LRScheduler):
@@ -127,9 +147,8 @@ class MultiStepLR(LRScheduler):
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        passed = bisect_right(self.milestones, self.last_epoch)
-        return [base_lr * self.gamma ** passed for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return self.gamma ** bisect_right(self.milestones, step)
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -147,9 +166,11 @@ class CosineAnnealingLR(LRScheduler):
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-        return [self.eta_min + (base_lr - self.eta_min) * cosine for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        return (1 + math.cos(math.pi * step / self.T_max)) / 2
+
+    def _chain_floor(self) -> float:
+        return self.eta_min
 
 
 class LinearLR(LRScheduler):
@@ -173,10 +194,9 @@ class LinearLR(LRScheduler):
         self.total_iters = total_iters
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        progress = min(self.last_epoch, self.total_iters) / self.total_iters
-        factor = self.start_factor + (self.end_factor - self.start_factor) * progress
-        return [base_lr * factor for base_lr in self.base_lrs]
+    def _factor(self, step: int) -> float:
+        progress = min(step, self.total_iters) / self.total_iters
+        return self.start_factor + (self.end_factor - self.start_factor) * progress
 
 
 class OneCycleLR(LRScheduler):
@@ -381,3 +401,358 @@ class SequentialLR(LRScheduler):
         self.__dict__.update({key: _copy(value) for key, value in state.items()})
         for scheduler, saved in zip(self._schedulers, schedulers, strict=True):
             scheduler.load_state_dict(saved)
+
+
+def _chain_lr(lr: float, base_lr: float, before: float, after: float, floor: float) -> float:
+    """The lr after a chainable schedule's factor went from ``before`` to ``after`` while
+    the optimizer held ``lr``: scaled by the same ratio above ``floor``."""
+    if before == 0:  # no ratio from zero: move by the difference (PyTorch's cosine)
+        return lr + (base_lr - floor) * (after - before)
+    return floor + (lr - floor) * (after / before)
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the lr by ``gamma`` every step::
+
+        lr = base_lr * gamma ** last_epoch
+    """
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1):
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self, step: int) -> float:
+        return self.gamma ** step
+
+
+class ConstantLR(LRScheduler):
+    """Scale the lr by ``factor`` for the first ``total_iters`` steps, then restore it (a
+    simple warm-up)::
+
+        lr = base_lr * factor   if last_epoch < total_iters   else base_lr
+    """
+
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1):
+        if not 0 <= factor <= 1:
+            raise ValueError(f"ConstantLR: constant multiplicative factor expected to be "
+                             f"between 0 and 1, got factor={factor}")
+        if not isinstance(total_iters, int) or total_iters < 0:
+            raise ValueError(f"ConstantLR: expected a non-negative integer total_iters, got "
+                             f"{total_iters!r}")
+        self.factor = factor
+        self.total_iters = total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self, step: int) -> float:
+        return self.factor if step < self.total_iters else 1.0
+
+
+class PolynomialLR(LRScheduler):
+    """Decay the lr to 0 over ``total_iters`` steps along a polynomial, then hold it::
+
+        lr = base_lr * (1 - min(last_epoch, total_iters) / total_iters) ** power
+    """
+
+    def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0,
+                 last_epoch: int = -1):
+        _check_positive_int("PolynomialLR", "total_iters", total_iters)
+        self.total_iters = total_iters
+        self.power = power
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self, step: int) -> float:
+        return (1.0 - min(step, self.total_iters) / self.total_iters) ** self.power
+
+
+class LambdaLR(LRScheduler):
+    """The lr is ``base_lr`` times a function of the step, one per group or one for all::
+
+        lr = base_lr * lr_lambda(last_epoch)
+
+    ``state_dict()`` does not hold the functions (plain functions and lambdas are code,
+    and checkpoints hold data only); as in PyTorch it keeps the attributes of callable
+    objects, and None for functions. Build the scheduler with the same functions before
+    ``load_state_dict``.
+    """
+
+    def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
+        groups = optimizer.param_groups if isinstance(optimizer, Optimizer) else []
+        if isinstance(lr_lambda, (list, tuple)):
+            if len(lr_lambda) != len(groups):
+                raise ValueError(f"LambdaLR: expected {len(groups)} lr_lambdas (one per "
+                                 f"parameter group), but got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * len(groups)
+        for i, fn in enumerate(self.lr_lambdas):
+            if not callable(fn):
+                raise TypeError(f"LambdaLR: lr_lambda {i} is a {type(fn).__name__}, not a "
+                                "function of the step")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base_lr * fn(self.last_epoch)
+                for fn, base_lr in zip(self.lr_lambdas, self.base_lrs, strict=True)]
+
+    def state_dict(self) -> dict:
+        state = {key: _copy(value) for key, value in self.__dict__.items()
+                 if key not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else
+                               _copy(dict(fn.__dict__)) for fn in self.lr_lambdas]
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = dict(state_dict)
+        lambdas = state.pop("lr_lambdas", [None] * len(self.lr_lambdas))
+        if len(lambdas) != len(self.lr_lambdas):
+            raise ValueError(f"LambdaLR.load_state_dict: the state dict has "
+                             f"{len(lambdas)} lr_lambdas, this scheduler "
+                             f"{len(self.lr_lambdas)}")
+        self.__dict__.update({key: _copy(value) for key, value in state.items()})
+        for fn, saved in zip(self.lr_lambdas, lambdas):
+            if saved is not None:
+                fn.__dict__.update(_copy(saved))
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """Cosine annealing from ``base_lr`` to ``eta_min`` over ``T_0`` steps, then a restart
+    at ``base_lr``; each cycle ``T_mult`` times longer than the last (SGDR, Loshchilov &
+    Hutter)::
+
+        lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2
+
+    with ``T_cur`` the steps since the last restart and ``T_i`` the current cycle's
+    length. ``step(epoch)`` accepts a fractional epoch, e.g. ``epoch + i / iters`` after
+    batch ``i``, as PyTorch's does.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1,
+                 eta_min: float = 0.0, last_epoch: int = -1):
+        op = "CosineAnnealingWarmRestarts"
+        _check_positive_int(op, "T_0", T_0)
+        if not isinstance(T_mult, int) or isinstance(T_mult, bool) or T_mult < 1:
+            raise ValueError(f"{op}: expected an integer T_mult >= 1, but got {T_mult!r}")
+        if not isinstance(eta_min, (float, int)):
+            raise ValueError(f"{op}: expected a float or int eta_min, but got {eta_min!r}")
+        self.T_0, self.T_i, self.T_mult = T_0, T_0, T_mult
+        self.eta_min = eta_min
+        self.T_cur = last_epoch
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        cosine = (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+        return [self.eta_min + (base_lr - self.eta_min) * cosine for base_lr in self.base_lrs]
+
+    def step(self, epoch=None) -> None:
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur += 1
+            if self.T_cur >= self.T_i:  # a restart
+                self.T_cur -= self.T_i
+                self.T_i *= self.T_mult
+        else:
+            if epoch < 0:
+                raise ValueError(f"CosineAnnealingWarmRestarts: expected a non-negative "
+                                 f"epoch, but got {epoch}")
+            if epoch >= self.T_0:
+                if self.T_mult == 1:
+                    self.T_cur = epoch % self.T_0
+                else:  # the cycle n that holds epoch: T_0 (T_mult^n - 1) / (T_mult - 1)
+                    n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+                    self.T_cur = epoch - self.T_0 * (self.T_mult ** n - 1) / (self.T_mult - 1)
+                    self.T_i = self.T_0 * self.T_mult ** n
+            else:
+                self.T_i = self.T_0
+                self.T_cur = epoch
+        self.last_epoch = math.floor(epoch)
+        self._set_lrs(self.get_lr())
+
+
+class ChainedScheduler(LRScheduler):
+    """Step several schedules at once, each changing the lr the previous ones left::
+
+        warmup = ConstantLR(optimizer, factor=0.1, total_iters=5)
+        decay = ExponentialLR(optimizer, gamma=0.9)
+        scheduler = ChainedScheduler([warmup, decay])   # lr = base * 0.1 * 0.9^t, then ...
+
+    As in PyTorch: a schedule with a ratio form (step, exponential, linear, constant,
+    polynomial, cosine) multiplies the lr by its own change, ``lr * new / old`` (cosine:
+    above ``eta_min``); LambdaLR, OneCycleLR and CosineAnnealingWarmRestarts write their
+    own value. Build it from freshly made schedulers, in the order they should apply.
+    ``ReduceLROnPlateau`` (which needs a metric), ``SequentialLR`` and another
+    ``ChainedScheduler`` cannot be chained.
+    """
+
+    def __init__(self, schedulers, optimizer: Optimizer | None = None):
+        op = "ChainedScheduler"
+        schedulers = list(schedulers)
+        if not schedulers:
+            raise ValueError(f"{op} expects at least one scheduler to be chained, but got "
+                             "no scheduler")
+        optimizer = optimizer if optimizer is not None else \
+            getattr(schedulers[0], "optimizer", None)
+        for i, scheduler in enumerate(schedulers):
+            if not isinstance(scheduler, LRScheduler):
+                raise TypeError(f"{op}: the scheduler at index {i} is a "
+                                f"{type(scheduler).__name__}, not an LRScheduler")
+            if isinstance(scheduler, (ReduceLROnPlateau, SequentialLR, ChainedScheduler)):
+                raise ValueError(f"{op} cannot chain {type(scheduler).__name__} (index {i}): "
+                                 "ReduceLROnPlateau needs a metric in step(), and "
+                                 "SequentialLR and ChainedScheduler step schedules of their "
+                                 "own")
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"{op} expects all schedulers to belong to the same "
+                                 f"optimizer, but the scheduler {type(scheduler).__name__} "
+                                 f"at index {i} has a different one")
+        self._schedulers = schedulers
+        self.optimizer = optimizer
+        # Building each scheduler wrote its own lr; compose their first values instead,
+        # as PyTorch's schedulers do when each is built on the lr the previous one left.
+        lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        for scheduler in schedulers:
+            lrs = self._apply(scheduler, lrs, scheduler.get_lr())
+        self._last_lr = lrs
+
+    @staticmethod
+    def _apply(scheduler, lrs, own) -> list[float]:
+        """The lrs after ``scheduler`` took its step ``last_epoch`` (its own lrs: ``own``),
+        starting from ``lrs``; written into the optimizer and its ``get_last_lr()``."""
+        if scheduler._chainable:
+            step = scheduler.last_epoch  # factor(-1) = 1: the step from base_lr to step 0
+            before = scheduler._factor(step - 1) if step > 0 else 1.0
+            after, floor = scheduler._factor(step), scheduler._chain_floor()
+            lrs = [_chain_lr(lr, base_lr, before, after, floor)
+                   for lr, base_lr in zip(lrs, scheduler.base_lrs)]
+        else:
+            lrs = list(own)
+        scheduler._set_lrs(lrs)
+        return lrs
+
+    def step(self) -> None:
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        for scheduler in self._schedulers:
+            scheduler.step()  # advances its state and writes its own value ...
+            lrs = self._apply(scheduler, lrs, scheduler.get_last_lr())  # ... then chained
+        self._last_lr = lrs
+
+    def state_dict(self) -> dict:
+        state = {key: _copy(value) for key, value in self.__dict__.items()
+                 if key not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def __repr__(self) -> str:
+        names = ", ".join(type(s).__name__ for s in self._schedulers)
+        return f"ChainedScheduler([{names}], last_lr={self.get_last_lr()})"
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = dict(state_dict)  # pop from a copy: the caller's dict stays whole
+        schedulers = state.pop("_schedulers")
+        if len(schedulers) != len(self._schedulers):
+            raise ValueError(f"ChainedScheduler.load_state_dict: the state dict holds "
+                             f"{len(schedulers)} schedulers, this chain "
+                             f"{len(self._schedulers)}")
+        self.__dict__.update({key: _copy(value) for key, value in state.items()})
+        for scheduler, saved in zip(self._schedulers, schedulers):
+            scheduler.load_state_dict(saved)
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Multiply the lr by ``factor`` when a metric has not improved for ``patience``
+    steps (then wait ``cooldown`` steps before counting again); never below ``min_lr``::
+
+        scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=10)
+        for epoch in range(100):
+            train_one_epoch(model, optimizer)
+            scheduler.step(validation_loss)
+
+    "Improved" means below ``best * (1 - threshold)`` in mode ``'min'`` with
+    ``threshold_mode='rel'`` (above ``best * (1 + threshold)`` in mode ``'max'``), or
+    beyond ``best -/+ threshold`` with ``threshold_mode='abs'``. A reduction smaller than
+    ``eps`` is skipped. As PyTorch's, its ``step`` takes the metric and it has no
+    ``base_lrs``.
+    """
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr=0, eps: float = 1e-8):
+        op = "ReduceLROnPlateau"
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{op}: {type(optimizer).__name__} is not an Optimizer")
+        if factor >= 1.0:
+            raise ValueError(f"{op}: factor should be < 1.0, got {factor}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"{op}: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"{op}: threshold_mode must be 'rel' or 'abs', got "
+                             f"{threshold_mode!r}")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{op}: expected a non-negative integer {name}, got {value!r}")
+        self.optimizer = optimizer
+        groups = optimizer.param_groups
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != len(groups):
+                raise ValueError(f"{op}: expected {len(groups)} min_lrs (one per parameter "
+                                 f"group), got {len(min_lr)}")
+            self.default_min_lr = None
+            self.min_lrs = list(min_lr)
+        else:
+            self.default_min_lr = min_lr
+            self.min_lrs = [min_lr] * len(groups)
+        self.factor, self.patience, self.cooldown, self.eps = factor, patience, cooldown, eps
+        self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in groups]
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def get_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self, metrics) -> None:  # the metric is required, as in PyTorch
+        """Record this step's metric (e.g. the validation loss); lower the lr if it has
+        not improved for more than ``patience`` steps."""
+        current = float(metrics)
+        self.last_epoch += 1
+        if self._is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs in cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _reduce_lr(self) -> None:
+        groups = self.optimizer.param_groups
+        if len(self.min_lrs) != len(groups):
+            if self.default_min_lr is None:
+                raise RuntimeError(f"ReduceLROnPlateau: the optimizer has {len(groups)} "
+                                   f"parameter groups but min_lr lists {len(self.min_lrs)} "
+                                   "(a group was added): set scheduler.min_lrs to match")
+            self.min_lrs = [self.default_min_lr] * len(groups)
+        for group, min_lr in zip(groups, self.min_lrs):
+            old = float(group["lr"])
+            new = max(old * self.factor, min_lr)
+            if old - new > self.eps:
+                group["lr"] = new
+
+    def _is_better(self, current: float, best: float) -> bool:
+        if self.mode == "min":
+            bar = best * (1.0 - self.threshold) if self.threshold_mode == "rel" \
+                else best - self.threshold
+            return current < bar
+        bar = best * (1.0 + self.threshold) if self.threshold_mode == "rel" \
+            else best + self.threshold
+        return current > bar

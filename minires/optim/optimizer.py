@@ -13,6 +13,7 @@ records no graph and costs no autograd bookkeeping.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import numpy
@@ -181,45 +182,68 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore a ``state_dict()``, e.g. one read back with ``mr.load``.
 
-        The groups must have the same sizes as this optimizer's. Their settings (lr,
-        momentum...) replace the current ones; state arrays are copied onto each
-        parameter's device, and floating ones cast to the parameter's dtype.
+        The groups must have the same sizes as this optimizer's, and the state must come
+        from the same kind of optimizer (an Adam state into SGD is refused). Their
+        settings (lr, momentum...) replace the current ones; state arrays are copied
+        onto each parameter's device, and floating ones cast to the parameter's dtype.
         """
         name = type(self).__name__
-        for key in ("state", "param_groups"):
-            if key not in state_dict:
-                raise ValueError(f"{name}.load_state_dict: the state dict has no {key!r} key "
-                                 f"(keys: {sorted(map(str, state_dict))})")
-        saved_groups = state_dict["param_groups"]
+        op = f"{name}.load_state_dict"
+        saved_groups = _check_structure(op, state_dict)
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"{name}.load_state_dict: loaded state dict has "
-                             f"{len(saved_groups)} parameter groups, but the optimizer has "
-                             f"{len(self.param_groups)}")
+            raise ValueError(f"{op}: loaded state dict has {len(saved_groups)} parameter "
+                             f"groups, but the optimizer has {len(self.param_groups)}")
         param_of = {}  # saved index -> this optimizer's parameter
         for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"{name}.load_state_dict: loaded parameter group {i} has "
+                raise ValueError(f"{op}: loaded parameter group {i} has "
                                  f"{len(saved['params'])} parameters, but the optimizer's "
                                  f"group {i} has {len(group['params'])}")
+            self._check_settings(op, i, saved)
             param_of.update(zip(saved["params"], group["params"]))
 
         state = {}
         for index, param_state in state_dict["state"].items():
             if index not in param_of:
-                raise ValueError(f"{name}.load_state_dict: state for parameter index "
-                                 f"{index!r}, but the groups only name indices "
-                                 f"{sorted(param_of)}")
+                raise ValueError(f"{op}: state for parameter index {index!r}, but the groups "
+                                 f"only name indices {sorted(param_of)}")
+            if not isinstance(param_state, dict):
+                raise ValueError(f"{op}: the state of parameter {index} is of type "
+                                 f"{type(param_state).__name__}, expected a dict")
+            foreign = sorted(set(param_state) - set(self._state_keys or param_state))
+            if foreign:
+                raise ValueError(f"{op}: the state of parameter {index} holds {foreign}, "
+                                 f"which {name} does not keep (it keeps "
+                                 f"{sorted(self._state_keys)}); was it saved by "
+                                 f"{_optimizers_keeping(foreign)}?")
             p = param_of[index]
-            state[p] = {key: _state_value_for(p, value, f"{name}.load_state_dict", index, key)
+            state[p] = {key: _state_value_for(p, value, op, index, key)
                         for key, value in param_state.items()}
 
         groups = []
         for group, saved in zip(self.param_groups, saved_groups):
-            new_group = {key: value for key, value in saved.items() if key != "params"}
+            new_group = dict(self._optional_settings)  # settings older state dicts lack
+            new_group.update({key: value for key, value in saved.items() if key != "params"})
             new_group["params"] = group["params"]
             groups.append(new_group)
         self.state = state
         self.param_groups = groups
+
+    # Subclasses name what their state holds and which settings a state dict saved before
+    # the setting existed may lack (with its value then), so a state dict of another
+    # optimizer is refused instead of failing with a KeyError in a later step().
+    _state_keys: frozenset | None = None
+    _optional_settings: dict = {}
+
+    def _check_settings(self, op: str, i: int, saved: dict) -> None:
+        missing = sorted(set(self.defaults) - set(saved) - set(self._optional_settings))
+        if missing:
+            settings = sorted(key for key in saved if key != "params")
+            raise ValueError(
+                f"{op}: parameter group {i} of the state dict has no {missing} setting, "
+                f"which {type(self).__name__} needs; its settings {settings} are those of "
+                f"{_optimizers_with(settings)}. A state dict loads only into the kind of "
+                "optimizer that saved it.")
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -230,6 +254,54 @@ class Optimizer:
                     lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _check_structure(op: str, state_dict) -> list:
+    """``state_dict['param_groups']`` after checking the shape of the whole dict."""
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"{op}: expected a dict with 'state' and 'param_groups', got a "
+                         f"{type(state_dict).__name__}")
+    for key in ("state", "param_groups"):
+        if key not in state_dict:
+            raise ValueError(f"{op}: the state dict has no {key!r} key "
+                             f"(keys: {sorted(map(str, state_dict))})")
+    if not isinstance(state_dict["state"], dict):
+        raise ValueError(f"{op}: state_dict['state'] must be a dict (parameter index -> "
+                         f"state), got a {type(state_dict['state']).__name__}")
+    groups = state_dict["param_groups"]
+    if not isinstance(groups, (list, tuple)):
+        raise ValueError(f"{op}: state_dict['param_groups'] must be a list of dicts, got a "
+                         f"{type(groups).__name__}")
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict) or not isinstance(group.get("params"), (list, tuple)):
+            raise ValueError(f"{op}: parameter group {i} of the state dict must be a dict "
+                             "with a 'params' list of parameter indices")
+    return list(groups)
+
+
+def _optimizer_classes() -> list:
+    found, stack = [], list(Optimizer.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return sorted(found, key=lambda cls: cls.__name__)
+
+
+def _settings_of(cls) -> set:
+    parameters = inspect.signature(cls.__init__).parameters
+    return set(parameters) - {"self", "params"} - set(cls._optional_settings)
+
+
+def _optimizers_with(settings) -> str:
+    names = [cls.__name__ for cls in _optimizer_classes() if _settings_of(cls) <= set(settings)]
+    return " or ".join(names) if names else "another optimizer"
+
+
+def _optimizers_keeping(keys) -> str:
+    names = [cls.__name__ for cls in _optimizer_classes()
+             if cls._state_keys is not None and set(keys) <= cls._state_keys]
+    return " or ".join(names) if names else "another optimizer"
 
 
 def _is_array(value) -> bool:

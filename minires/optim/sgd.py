@@ -17,12 +17,14 @@ therefore rescales the whole step at once.
 
 from __future__ import annotations
 
-from ..tensor import no_grad
+from ..tensor import increment_version, no_grad
 from .optimizer import Optimizer, required
 
 
 class SGD(Optimizer):
     """``SGD(params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False)``."""
+
+    _state_keys = frozenset({"momentum_buffer"})
 
     def __init__(self, params, lr=required, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -63,4 +65,5 @@ class SGD(Optimizer):
                             b += (1 - dampening) * g
                         g = g + momentum * b if group["nesterov"] else b
                     p.data -= lr * g
+                    increment_version(p)  # a graph that saved p now refuses to backward
         return loss
