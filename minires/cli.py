@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+import numpy
+
 from .serialization import CheckpointError
 
 
@@ -78,7 +80,10 @@ def _train(args) -> None:
     from .train import run_training
 
     config = {k: v for k, v in vars(args).items() if v is not None and k != "command"}
-    result = run_training(**config)
+    # A diverging run ends in one line naming where (NonFiniteError), not in a stream
+    # of NumPy's overflow warnings first.
+    with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        result = run_training(**config)
     print(f"test accuracy: {100 * result['test_acc']:.2f}%")
     print(f"checkpoint: {result['checkpoint']}\nlog:        {result['log']}\n"
           f"plot:       {result['plot']}")

@@ -18,7 +18,6 @@ from minires.data import CIFAR10, DataLoader, TensorDataset
 from minires.data import transforms as T
 from minires.models.mlp import MLP
 from minires.optim import SGD, lr_scheduler
-from minires.train import loop as train_loop
 from minires.train import (
     NonFiniteError,
     TrainingInterrupted,
@@ -28,6 +27,7 @@ from minires.train import (
     run_state,
     run_training,
 )
+from minires.train import loop as train_loop
 
 # 3 steps per epoch (96 images, batch 32), random crops and flips, SGD with momentum
 QUICK = dict(model="mlp", dataset="cifar10-sample", limit_train=96, batch_size=32,

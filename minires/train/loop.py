@@ -263,16 +263,17 @@ def fit(model, optimizer, train_loader, test_loader, epochs: int, *, scheduler=N
                         f.write(json_line(row))
                 if stop.requested():
                     raise stopped(stop.signal, saved)
+            if out_dir is not None and run.history:  # a signal now: the run is complete
+                from .plots import plot_curves
+
+                plot_curves(run.history, paths["curves"],
+                            title=(config or {}).get("model", ""))
     except NonFiniteError as error:
         where = last_good or "none (no checkpoint was written before)"
         raise NonFiniteError(f"{error}; stopped. The last good checkpoint, left untouched: "
                              f"{where}. A smaller learning rate (--lr) usually helps",
                              epoch=error.epoch, step=error.step,
                              checkpoint=paths.get("checkpoint") if last_good else None) from None
-    if out_dir is not None and run.history:
-        from .plots import plot_curves
-
-        plot_curves(run.history, paths["curves"], title=(config or {}).get("model", ""))
     return run.history
 
 

@@ -362,23 +362,29 @@ def _run_files(out: str) -> dict:
             for name in ("checkpoint.mr", "metrics.jsonl", "curves.png")}
 
 
-def prepare_out_dir(out: str, resume=None, overwrite: bool = False, history=()) -> None:
-    """Claim ``out`` for this run (see the module's docstring)."""
+def check_out_dir(out: str, resume=None, overwrite: bool = False) -> list:
+    """Refuse an ``out`` that holds another run (unless ``overwrite``); return the files
+    of that run that ``prepare_out_dir`` will delete."""
     files = _run_files(out)
     checkpoint = files["checkpoint.mr"]
     continuing = resume is not None and os.path.exists(checkpoint) and \
         os.path.samefile(checkpoint, resume)
     held = [name for name in ("checkpoint.mr", "metrics.jsonl") if os.path.exists(files[name])]
-    if held and not continuing:
-        if not overwrite:
-            how = f"continue it with --resume {checkpoint}, " if "checkpoint.mr" in held \
-                else ""
-            raise ConfigError(f"{out} already holds another run ({' and '.join(held)}); "
-                              f"{how}choose another --out, or pass --overwrite to delete "
-                              "that run's files and start over")
-        for path in files.values():
-            if os.path.exists(path):
-                os.remove(path)
+    if not held or continuing:
+        return []
+    if not overwrite:
+        how = f"continue it with --resume {checkpoint}, " if "checkpoint.mr" in held else ""
+        raise ConfigError(f"{out} already holds another run ({' and '.join(held)}); "
+                          f"{how}choose another --out, or pass --overwrite to delete that "
+                          "run's files and start over")
+    return [path for path in files.values() if os.path.exists(path)]
+
+
+def prepare_out_dir(out: str, resume=None, overwrite: bool = False, history=()) -> None:
+    """Claim ``out`` for this run (see the module's docstring)."""
+    for path in check_out_dir(out, resume, overwrite):
+        os.remove(path)
+    files = _run_files(out)
     os.makedirs(out, exist_ok=True)
     if resume is not None:  # the log says exactly what the checkpoint holds
         temporary = files["metrics.jsonl"] + ".tmp"
@@ -419,7 +425,10 @@ def run_training(**settings) -> dict:
                               "a larger --epochs to train on (the schedule is then "
                               "re-planned), or evaluate it with `minires eval`")
     out = config["out"]
-    prepare_out_dir(out, resume, overwrite, run.history if run else ())
+    check_out_dir(out, resume, overwrite)  # refuse early; claim once all is checked
+    weights = None
+    if config["init_from"] and checkpoint is None:
+        weights = read_weights(config["init_from"])
 
     backend.manual_seed(config["seed"])
     train_loader, test_loader = make_loaders(config)
@@ -427,8 +436,8 @@ def run_training(**settings) -> dict:
     check_model_takes(model, config["model"], config["dataset"], train_loader.dataset,
                       config["device"])
     report = None
-    if config["init_from"] and checkpoint is None:
-        report = init_from(model, config["init_from"], freeze=False)
+    if weights is not None:
+        report = load_backbone(model, weights, source=config["init_from"])
         print(report, flush=True)
     if config["freeze"]:  # on resume too: the optimizer holds the head's parameters only
         freeze_backbone(model)
@@ -455,6 +464,7 @@ def run_training(**settings) -> dict:
     else:
         print(f"training {config['model']} on {config['dataset']} for {config['epochs']} "
               f"epochs of {len(train_loader)} steps; writing to {out}", flush=True)
+    prepare_out_dir(out, resume, overwrite, run.history if run else ())
     saved = {k: v for k, v in config.items() if k != "progress"}
     previous_precision = backend.get_float32_matmul_precision()
     backend.set_float32_matmul_precision(config["matmul_precision"])
