@@ -87,6 +87,12 @@ def train_mode(model) -> None:
             module.eval()
 
 
+def _device_of(model) -> str:
+    for p in model.parameters():
+        return backend.device_of(p.data)
+    return "cpu"
+
+
 def _step_stream(run: RunState):
     """The random stream of the run's next step (none without a seed: global draws)."""
     if run.seed is None:
@@ -106,6 +112,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_per_batch: bo
     A non-finite loss raises ``NonFiniteError`` at the next read of the sums.
     """
     run = run if run is not None else RunState()
+    run.to(_device_of(model))
     train_mode(model)
     seconds_before, start = run.seconds, time.perf_counter()
     for images, labels in loader:
@@ -120,11 +127,11 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, step_per_batch: bo
         n = labels.shape[0]
         xp = backend.array_module(loss.data)
         # device scalars: no host sync per step. first_bad keeps the first step whose
-        # loss was not finite, so the error can name it when the sums are read.
+        # loss was not finite (it changes only while it is 0), so the error can name it.
         run.loss_sum = run.loss_sum + loss.data * n
         run.correct = run.correct + (logits.data.argmax(axis=1) == labels.data).sum()
-        bad = xp.where(xp.isfinite(loss.data), 0, run.step + 1)
-        run.first_bad = xp.where(xp.asarray(run.first_bad) > 0, run.first_bad, bad)
+        bad = (~xp.isfinite(loss.data)) * (run.step + 1)
+        run.first_bad = run.first_bad + (run.first_bad == 0) * bad
         run.count += n
         run.step += 1
         run.seconds = seconds_before + (time.perf_counter() - start)

@@ -56,6 +56,14 @@ class RunState:
         self.step, self.phase = 0, "train"
         self.loss_sum, self.correct, self.count, self.seconds, self.first_bad = 0.0, 0, 0, 0.0, 0
 
+    def to(self, device: str) -> RunState:
+        """Move the running sums to ``device`` (where the loop adds to them)."""
+        for name in ("loss_sum", "correct", "first_bad"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) and backend.device_of(value) != device:
+                setattr(self, name, backend.to_device(value, device))
+        return self
+
     def read_sums(self) -> tuple[float, float, int]:
         """(loss_sum, correct, first_bad) as host numbers, in one transfer."""
         loss_sum, correct, first_bad = backend.host_floats(self.loss_sum, self.correct,
