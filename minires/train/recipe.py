@@ -400,13 +400,14 @@ def run_training(**settings) -> dict:
     ``settings`` are ``DEFAULTS``' keys, plus ``resume`` (a checkpoint to continue) and
     ``overwrite`` (replace the run already in ``out``). A setting left out, or None where
     the default is None, takes the default (on resume: the checkpoint's value).
+    Everything is checked before anything is trained or written.
     """
     settings = dict(settings)
     resume = settings.pop("resume", None)
     overwrite = bool(settings.pop("overwrite", False))
     settings = {k: v for k, v in settings.items()
                 if not (v is None and DEFAULTS.get(k, 0) is None)}
-    checkpoint = run = None
+    checkpoint = None
     if resume:
         checkpoint = load_checkpoint(resume)
         config = _resumed_config(checkpoint["config"], settings, resume)
@@ -415,21 +416,29 @@ def run_training(**settings) -> dict:
         config = {**DEFAULTS, **settings}
         config["out"] = config["out"] or os.path.join("runs", str(config["model"]))
     check_config(config)
-    planned = config["epochs"]
+    run = None
     if checkpoint is not None:
         run = run_state(checkpoint, config["device"])
-        planned = checkpoint["config"].get("epochs", config["epochs"])
         if config["epochs"] < run.epoch:
             raise ConfigError(f"{resume} has finished {run.completed_epochs} epochs: "
                               f"--epochs {config['epochs']} leaves nothing to train. Pass "
                               "a larger --epochs to train on (the schedule is then "
                               "re-planned), or evaluate it with `minires eval`")
-    out = config["out"]
-    check_out_dir(out, resume, overwrite)  # refuse early; claim once all is checked
+    check_out_dir(config["out"], resume, overwrite)  # refuse early, claim once all is checked
     weights = None
     if config["init_from"] and checkpoint is None:
         weights = read_weights(config["init_from"])
+    previous_precision = backend.get_float32_matmul_precision()
+    backend.set_float32_matmul_precision(config["matmul_precision"])
+    try:
+        return _train(config, checkpoint, run, resume, overwrite, weights)
+    finally:  # the setting is global: leave it as the caller had it
+        backend.set_float32_matmul_precision(previous_precision)
 
+
+def _train(config: dict, checkpoint, run, resume, overwrite: bool, weights) -> dict:
+    """``run_training`` once its settings are checked: build, restore, train."""
+    out = config["out"]
     backend.manual_seed(config["seed"])
     train_loader, test_loader = make_loaders(config)
     model = build_model(config["model"], train_loader.dataset).to(config["device"])
@@ -445,6 +454,7 @@ def run_training(**settings) -> dict:
     optimizer = make_optimizer(config, params)
     scheduler, per_batch = make_scheduler(config, optimizer, len(train_loader))
     if checkpoint is not None:
+        planned = checkpoint["config"].get("epochs", config["epochs"])
         replan = planned != config["epochs"]
         restore(checkpoint, model=model, optimizer=optimizer,
                 scheduler=None if replan else scheduler, loader=train_loader)
@@ -462,25 +472,16 @@ def run_training(**settings) -> dict:
             print(f"--epochs {config['epochs']} (the checkpoint planned {planned}): {what}",
                   flush=True)
     else:
+        run = RunState(seed=config["seed"])
         print(f"training {config['model']} on {config['dataset']} for {config['epochs']} "
               f"epochs of {len(train_loader)} steps; writing to {out}", flush=True)
-    prepare_out_dir(out, resume, overwrite, run.history if run else ())
+    prepare_out_dir(out, resume, overwrite, run.history)
     saved = {k: v for k, v in config.items() if k != "progress"}
-    previous_precision = backend.get_float32_matmul_precision()
-    backend.set_float32_matmul_precision(config["matmul_precision"])
-    try:
-        history = fit(model, optimizer, train_loader, test_loader, config["epochs"],
-                      scheduler=scheduler, step_per_batch=per_batch, out_dir=out,
-                      config=saved, progress=config["progress"],
-                      run=run if run is not None else _fresh_run(config))
-    finally:  # the setting is global: leave it as the caller had it
-        backend.set_float32_matmul_precision(previous_precision)
+    history = fit(model, optimizer, train_loader, test_loader, config["epochs"],
+                  scheduler=scheduler, step_per_batch=per_batch, out_dir=out, config=saved,
+                  progress=config["progress"], run=run)
     test_acc = history[-1]["test_acc"] if history else evaluate(model, test_loader)["acc"]
     files = _run_files(out)
     return {"history": history, "test_acc": test_acc, "model": model,
             "checkpoint": files["checkpoint.mr"], "log": files["metrics.jsonl"],
             "plot": files["curves.png"], "init": report}
-
-
-def _fresh_run(config: dict) -> RunState:
-    return RunState(seed=config["seed"])
