@@ -197,6 +197,24 @@ def test_a_second_signal_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, m
     assert signal.getsignal(signal.SIGINT) is handler  # put back as it was
 
 
+def test_a_checkpoint_from_before_run_states_still_resumes(tmp_path):
+    run_training(**{**QUICK, "epochs": 1}, out=str(tmp_path))
+    old = mr.load(tmp_path / "checkpoint.mr")
+    del old["run"]  # as minires wrote it before: epochs done and the loader's position
+    mr.save(old, tmp_path / "checkpoint.mr")
+    resumed = run_training(resume=str(tmp_path / "checkpoint.mr"), progress=False)
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+
+
+def test_a_checkpoint_lacking_a_part_is_refused_by_name(tmp_path):
+    from minires.serialization import CheckpointError
+
+    mr.save({"format": "minires-checkpoint", "epoch": 1, "model": {}}, tmp_path / "c.mr")
+    with pytest.raises(CheckpointError, match=r"c\.mr: a training checkpoint without "
+                                              r"optimizer, scheduler"):
+        load_checkpoint(tmp_path / "c.mr")
+
+
 # --------------------------------------------------------------------------- Python API
 
 
@@ -215,7 +233,7 @@ class DropoutNet(nn.Module):
         return self.fc2(self.drop(self.relu(self.fc1(self.flatten(x)))))
 
 
-def api_run():
+def api_run(device="cpu"):
     """Model, optimizer, scheduler and loaders, built the same way every time."""
     mr.manual_seed(0)
     data = CIFAR10(sample=True)
@@ -223,12 +241,13 @@ def api_run():
     test = TensorDataset(data.data[:60], data.targets[:60], classes=data.classes)
     normalize = T.Normalize(T.CIFAR10_MEAN, T.CIFAR10_STD)
     augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), normalize])
-    model = DropoutNet()
+    model = DropoutNet().to(device)
     optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     scheduler = lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
     return dict(model=model, optimizer=optimizer, scheduler=scheduler,
-                train_loader=DataLoader(train, 20, shuffle=True, seed=5, transform=augment),
-                test_loader=DataLoader(test, 30, transform=normalize))
+                train_loader=DataLoader(train, 20, shuffle=True, seed=5, transform=augment,
+                                        device=device),
+                test_loader=DataLoader(test, 30, transform=normalize, device=device))
 
 
 def api_fit(parts, out, run=None):
@@ -238,19 +257,20 @@ def api_fit(parts, out, run=None):
 
 
 @pytest.mark.parametrize("when", [2, 6, 8])  # epoch 1 step 2, epoch 2 steps 2 and 4 (last)
-def test_fit_resumes_mid_epoch_with_dropout_and_augmentation_bit_for_bit(when, tmp_path,
-                                                                        monkeypatch):
-    api_fit(api_run(), tmp_path / "straight")
+def test_fit_resumes_mid_epoch_with_dropout_and_augmentation_bit_for_bit(when, device,
+                                                                        tmp_path, monkeypatch):
+    """On a GPU too: there the crops, flips and dropout masks are drawn by CuPy."""
+    api_fit(api_run(device), tmp_path / "straight")
     signal_on_call(monkeypatch, nn.Dropout, "forward", when, only=training)
     with pytest.raises(TrainingInterrupted) as stop:
-        api_fit(api_run(), tmp_path / "resumed")
+        api_fit(api_run(device), tmp_path / "resumed")
     monkeypatch.undo()
     assert stop.value.step == (when - 1) % 4 + 1
-    parts = api_run()
-    checkpoint = load_checkpoint(tmp_path / "resumed" / "checkpoint.mr")
+    parts = api_run(device)
+    checkpoint = load_checkpoint(tmp_path / "resumed" / "checkpoint.mr", map_location=device)
     restore(checkpoint, model=parts["model"], optimizer=parts["optimizer"],
             scheduler=parts["scheduler"], loader=parts["train_loader"])
-    api_fit(parts, tmp_path / "resumed", run=run_state(checkpoint))
+    api_fit(parts, tmp_path / "resumed", run=run_state(checkpoint, device))
     assert_same_run(tmp_path / "straight", tmp_path / "resumed")
 
 

@@ -162,10 +162,11 @@ def _check_finite(loss_sum: float, first_bad: int, run: RunState) -> None:
 def _first_non_finite(model, optimizer) -> str | None:
     """The name of the first weight, buffer or optimizer state array that holds a NaN
     or an infinity, or None (one read from the device when all is well)."""
-    named = [(f"model {k}", v.data) for k, v in model.state_dict(keep_vars=True).items()]
-    for i, state in enumerate(optimizer.state_dict()["state"].values()):
-        named += [(f"optimizer state {i}.{k}", v) for k, v in state.items()
-                  if hasattr(v, "dtype") and v.dtype.kind == "f"]
+    names = {id(p): name for name, p in model.named_parameters()}
+    named = [(k, v.data) for k, v in model.state_dict(keep_vars=True).items()]
+    for p, state in optimizer.state.items():  # the live arrays: state_dict() copies
+        named += [(f"the optimizer's {k} of {names.get(id(p), 'a parameter')}", v)
+                  for k, v in state.items() if hasattr(v, "dtype")]
     named = [(name, a) for name, a in named if a.dtype.kind == "f"]
     if not named:
         return None
