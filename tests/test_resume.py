@@ -202,7 +202,7 @@ def test_a_checkpoint_from_before_run_states_still_resumes(tmp_path):
     old = mr.load(tmp_path / "checkpoint.mr")
     del old["run"]  # as minires wrote it before: epochs done and the loader's position
     mr.save(old, tmp_path / "checkpoint.mr")
-    resumed = run_training(resume=str(tmp_path / "checkpoint.mr"), progress=False)
+    resumed = run_training(resume=str(tmp_path / "checkpoint.mr"), epochs=2, progress=False)
     assert [row["epoch"] for row in resumed["history"]] == [1, 2]
 
 

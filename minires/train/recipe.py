@@ -420,7 +420,8 @@ def run_training(**settings) -> dict:
     if checkpoint is not None:
         run = run_state(checkpoint, config["device"])
         if config["epochs"] < run.epoch:
-            raise ConfigError(f"{resume} has finished {run.completed_epochs} epochs: "
+            done = run.completed_epochs
+            raise ConfigError(f"{resume} has finished {done} epoch{'s' * (done != 1)}: "
                               f"--epochs {config['epochs']} leaves nothing to train. Pass "
                               "a larger --epochs to train on (the schedule is then "
                               "re-planned), or evaluate it with `minires eval`")
