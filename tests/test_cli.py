@@ -32,6 +32,8 @@ QUICK = ["--model", "mlp", "--dataset", "cifar10-sample", "--limit-train", "96",
 # 20 steps per epoch: long enough for a signal sent from outside to land mid-epoch
 LONGER = ["--model", "mlp", "--dataset", "cifar10-sample", "--limit-train", "640",
           "--batch-size", "32", "--lr", "0.02", "--no-progress"]
+LONGEST = ["--model", "mlp", "--dataset", "cifar10-sample", "--batch-size", "32", "--lr",
+           "0.02", "--no-progress"]  # all 2,000 images: 63 steps per epoch
 
 
 def run_cli(args, capsys):
@@ -361,19 +363,27 @@ def test_a_signal_to_a_real_process_mid_epoch_resumes_bit_for_bit(sig, status, l
     assert_same_run(longer_run, out)
 
 
+@pytest.fixture(scope="module")
+def longest_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("longest") / "run"
+    process = minires_process(["train", *LONGEST, "--epochs", "3", "--out", str(out)])
+    assert process.wait(timeout=600) == 0, process.communicate()
+    return out
+
+
 @pytest.mark.slow
-def test_signals_at_random_moments_resume_bit_for_bit_however_often(longer_run, tmp_path):
+def test_signals_at_random_moments_resume_bit_for_bit_however_often(longest_run, tmp_path):
     """Interrupt the same run again and again at random moments (during training,
     evaluation or a checkpoint's writing) until it finishes; it must end exactly as the
     uninterrupted run did."""
     rng = random.Random(0)
     out, stops = tmp_path / "run", 0
-    args = ["train", *LONGER, "--epochs", "2", "--out", str(out)]
+    args = ["train", *LONGEST, "--epochs", "3", "--out", str(out)]
     while True:
         process = minires_process(args)
         wait_for(lambda p=process: p.stdout.readline().startswith(("training", "resuming")),
                  process)
-        time.sleep(rng.uniform(0.05, 1.5))
+        time.sleep(rng.uniform(0.05, 1.0))
         process.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM]))
         _, err = process.communicate(timeout=300)
         if process.returncode == 0:  # finished first (a signal while it plotted: too)
@@ -381,5 +391,5 @@ def test_signals_at_random_moments_resume_bit_for_bit_however_often(longer_run, 
         assert process.returncode in (130, 143), err
         stops += 1
         args = ["train", "--resume", str(out / "checkpoint.mr")]
-    assert stops >= 2
-    assert_same_run(longer_run, out)
+    assert stops >= 1
+    assert_same_run(longest_run, out)

@@ -338,6 +338,12 @@ def test_the_global_gpu_generator_state_is_a_draw_count_that_round_trips(tmp_pat
         np.testing.assert_array_equal(x, y)
     assert backend.get_rng_state()["cupy_draws"] == 3
     assert not np.array_equal(expected[0], backend.generator(fake).random(4))  # draw 4
+    draws = []
+    for _ in range(2):  # a keyed stream on the GPU: its own Philox generator, same numbers
+        with backend.random_stream("step", 1, 2, 3):
+            draws.append(backend.generator(fake).random(4))
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert backend.get_rng_state()["cupy_draws"] == 4  # the global one was not touched
 
 
 def test_manual_seed_refuses_what_is_not_a_seed():
