@@ -192,6 +192,20 @@ def test_resume_keeps_the_recipe(quick_run, capsys, tmp_path):
     assert code == 0  # the same values may be repeated
 
 
+def test_a_gpu_run_resumes_on_the_cpu_when_asked(quick_run, capsys, tmp_path):
+    if mr.cuda.is_available():
+        pytest.skip("a GPU is here: the run would simply continue on it")
+    shutil.copytree(quick_run, tmp_path / "r")
+    saved = mr.load(tmp_path / "r" / "checkpoint.mr")
+    saved["config"]["device"] = "cuda"  # as if trained on a GPU
+    mr.save(saved, tmp_path / "r" / "checkpoint.mr")
+    args = ["train", "--resume", str(tmp_path / "r" / "checkpoint.mr"), "--epochs", "3"]
+    code, _, err = run_cli(args, capsys)
+    assert_one_line_error(code, err, "--device cuda", "pass --device cpu")
+    code, _, _ = run_cli([*args, "--device", "cpu"], capsys)
+    assert code == 0
+
+
 # --------------------------------------------------------------------------- --epochs
 
 

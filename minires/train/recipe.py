@@ -415,6 +415,12 @@ def run_training(**settings) -> dict:
     else:
         config = {**DEFAULTS, **settings}
         config["out"] = config["out"] or os.path.join("runs", str(config["model"]))
+    if resume and "device" not in settings:
+        try:
+            check_device(config["device"])
+        except ConfigError as error:
+            raise ConfigError(f"{error}. {resume} was trained there; pass --device cpu "
+                              "to continue it on the CPU") from None
     check_config(config)
     run = None
     if checkpoint is not None:
