@@ -9,8 +9,10 @@ array-level helper without a single ``if gpu:`` in the ops.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import zlib
 
 import numpy
 
@@ -300,38 +302,142 @@ def scatter_add(xp, target, indices, values):
 
 
 # --------------------------------------------------------------------------- random
-# One generator per library, both reseeded by ``manual_seed``. Ops draw from the
-# generator of the library their data lives in, so dropout on the GPU never copies
-# a mask from the host.
+# Two kinds of generator, both with the ``numpy.random.Generator`` API:
+#
+# * the global generators, one per library, reseeded by ``manual_seed``: weight
+#   initialisation, ``mr.randn``, transforms called by hand. NumPy's (PCG64) state is a
+#   few integers and is saved as it is. CuPy's generators keep their state on the GPU
+#   with no API to read it back, so minires' global CuPy generator is a sequence of
+#   generators instead: draw number n comes from a fresh Philox generator seeded with
+#   (seed, n), and its whole state is the counter n.
+# * keyed streams: inside ``with random_stream("tag", a, b, ...)`` every draw comes from
+#   generators seeded with that key alone. The DataLoader draws batch b of epoch e's
+#   augmentation in the stream ("DataLoader", seed, e, b) and the training loop runs
+#   step s of epoch e (forward, backward, optimizer step) in ("step", seed, e, s): the
+#   random numbers of a step depend only on where the run stands, so resuming at a
+#   step boundary needs no generator state at all, on the CPU and on the GPU alike,
+#   and nothing is read back from the device to get there.
+#
+# Philox is counter-based: seeding it is one cheap kernel, where seeding CuPy's default
+# XORWOW generator skips every state ahead and costs far more, once per step.
 
 _generators: dict = {}
 _seed = None
+_cupy_draws = 0  # draws taken from the global CuPy generator since manual_seed
+_streams: list = []  # the keyed streams entered and not yet left, innermost last
+_CUPY_STATES = 1 << 16  # parallel Philox states per CuPy generator: enough to fill a GPU
 
 
 def manual_seed(seed: int) -> None:
     """Seed every random generator minires uses (CPU and, if present, GPU)."""
-    global _seed
+    global _seed, _cupy_draws
+    if isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0:
+        raise ValueError(f"manual_seed: expected a non-negative integer, got {seed!r}")
     _seed = int(seed)
+    _cupy_draws = 0
     _generators.clear()
 
 
+def initial_seed():
+    """The seed of the last ``manual_seed`` (None if it was never called)."""
+    return _seed
+
+
+def _new_generator(xp, entropy):
+    """A fresh generator of library ``xp`` seeded with ``entropy`` (a list of ints)."""
+    seeds = numpy.random.SeedSequence(entropy)
+    if xp is numpy:
+        return numpy.random.Generator(numpy.random.PCG64(seeds))
+    return xp.random.Generator(xp.random.Philox4x3210(seeds, size=_CUPY_STATES))
+
+
+class _CountedGenerator:
+    """The global CuPy generator: every draw from a fresh generator seeded with (seed, n),
+    n counting the draws, so ``get_rng_state`` can save it as one number."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def __getattr__(self, name):
+        method = getattr(self.xp.random.Generator, name)
+
+        def draw(*args, **kwargs):
+            global _cupy_draws
+            generator = _new_generator(self.xp, [*_global_entropy(), _cupy_draws])
+            _cupy_draws += 1
+            return method(generator, *args, **kwargs)
+
+        return draw
+
+
+_unseeded_entropy = None
+
+
+def _global_entropy() -> list:
+    """The global generators' seed as entropy; fresh OS entropy (once) when unseeded."""
+    global _unseeded_entropy
+    if _seed is not None:
+        return [_seed]
+    if _unseeded_entropy is None:
+        _unseeded_entropy = numpy.random.SeedSequence().entropy
+    return [_unseeded_entropy]
+
+
 def generator(xp):
-    """The random generator for arrays of library ``xp`` (``numpy.random.Generator`` API)."""
+    """The random generator for arrays of library ``xp`` (``numpy.random.Generator`` API):
+    the innermost keyed stream's if one is open, else the global one."""
     key = xp.__name__
+    if _streams:
+        stream = _streams[-1]
+        if key not in stream["generators"]:
+            stream["generators"][key] = _new_generator(xp, stream["entropy"])
+        return stream["generators"][key]
     if key not in _generators:
-        _generators[key] = xp.random.default_rng(_seed)
+        _generators[key] = (numpy.random.default_rng(_seed) if xp is numpy
+                            else _CountedGenerator(xp))
     return _generators[key]
 
 
+def _stream_entropy(tag: str, key) -> list:
+    entropy = [zlib.crc32(tag.encode())]  # tells apart streams of equal numbers
+    for k in key:
+        if isinstance(k, bool) or not isinstance(k, (int, numpy.integer)) or k < 0:
+            raise ValueError(f"random_stream({tag!r}, ...): the key must be non-negative "
+                             f"integers, got {tuple(key)!r}")
+        entropy.append(int(k))
+    return entropy
+
+
+@contextlib.contextmanager
+def random_stream(tag: str, *key):
+    """Draw every random number inside the block from generators seeded with
+    ``(tag, *key)`` alone (on each library, created when first asked for), leaving the
+    global generators untouched: the same key always gives the same numbers.
+
+    ``with random_stream("step", seed, epoch, step): ...`` is how the training loop makes
+    a step's dropout masks a function of its position in the run.
+    """
+    _streams.append({"entropy": _stream_entropy(tag, key), "generators": {}})
+    try:
+        yield
+    finally:
+        _streams.pop()
+
+
 def get_rng_state() -> dict:
-    """The CPU generator's state as plain Python values (for checkpoints)."""
-    return {"seed": _seed, "numpy": generator(numpy).bit_generator.state}
+    """The global generators' state as plain Python values (for checkpoints): the seed,
+    NumPy's PCG64 state and the number of draws taken from the CuPy generator."""
+    return {"seed": _seed, "numpy": generator(numpy).bit_generator.state,
+            "cupy_draws": _cupy_draws}
 
 
 def set_rng_state(state: dict) -> None:
-    global _seed
+    """Put the global generators back where ``get_rng_state`` found them."""
+    global _seed, _cupy_draws
     _seed = state["seed"]
+    _generators.clear()
     generator(numpy).bit_generator.state = state["numpy"]
+    _cupy_draws = int(state.get("cupy_draws", 0))  # absent in older checkpoints
 
 
 # --------------------------------------------------------------------------- kernels

@@ -6,63 +6,84 @@ import argparse
 import os
 import sys
 
+import numpy
+
+from .serialization import CheckpointError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every usage error as one line ``minires: error: ...`` (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"minires: error: {message} (see: {self.prog} --help)\n")
+
 
 def _train_parser(commands) -> None:
     from .backend import MATMUL_PRECISIONS
+    from .models import list_models
     from .train.recipe import DEFAULTS as D
+    from .train.recipe import OPTIMIZERS, SCHEDULES
 
+    # Every default is None here and comes from DEFAULTS in run_training, so a resumed
+    # run can tell a setting given on the command line from one left out.
     p = commands.add_parser(
         "train", help="train a model (defaults: He et al. 2015's CIFAR-10 recipe)",
         description="Train a model. Defaults follow He et al. (2015), section 4.2: SGD, "
         "momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50%% and 75%% of the "
         "epochs, batch 128, random crop and flip. Writes checkpoint.mr, metrics.jsonl and "
-        "curves.png into --out.")
-    p.add_argument("--model", default=D["model"], help="resnet20/32/44/56/110, plain20..."
-                   "plain110, resnet18/34/50, residual_mlp (default: %(default)s)")
-    p.add_argument("--dataset", default=D["dataset"], help="cifar10, cifar10-sample (ships "
-                   "with minires: 2,000 train / 1,000 test images), mnist, mnist-sample "
-                   "(default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=D["epochs"])
-    p.add_argument("--batch-size", type=int, default=D["batch_size"])
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=D["optimizer"])
-    p.add_argument("--lr", type=float, default=D["lr"])
-    p.add_argument("--momentum", type=float, default=D["momentum"])
-    p.add_argument("--weight-decay", type=float, default=D["weight_decay"])
-    p.add_argument("--schedule", choices=["multistep", "cosine", "onecycle", "constant"],
-                   default=D["schedule"])
-    p.add_argument("--warmup-epochs", type=int, default=D["warmup_epochs"],
-                   help="linear learning-rate warm-up before the schedule")
-    p.add_argument("--no-augment", dest="augment", action="store_false",
+        "curves.png into --out. Ctrl-C (or SIGTERM) finishes the current step, saves a "
+        "checkpoint there and stops; --resume continues exactly.")
+    p.add_argument("--model", help=f"{', '.join(list_models())} (default: {D['model']})")
+    p.add_argument("--dataset", help="cifar10, cifar10-sample (ships with minires: 2,000 "
+                   "train / 1,000 test images), mnist, mnist-sample "
+                   f"(default: {D['dataset']})")
+    p.add_argument("--epochs", type=int, help=f"epochs in all (default: {D['epochs']}); "
+                   "with --resume, another number re-plans the schedule from where the run "
+                   "stands")
+    p.add_argument("--batch-size", type=int, help=f"(default: {D['batch_size']})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"(default: {D['optimizer']})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default: {D['lr']})")
+    p.add_argument("--momentum", type=float, help=f"SGD momentum (default: {D['momentum']})")
+    p.add_argument("--weight-decay", type=float, help=f"(default: {D['weight_decay']})")
+    p.add_argument("--schedule", choices=SCHEDULES, help=f"(default: {D['schedule']})")
+    p.add_argument("--warmup-epochs", type=int, help="linear learning-rate warm-up from "
+                   "lr/10 before the multistep, cosine or constant schedule (default: 0)")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="no random crop and flip")
-    p.add_argument("--seed", type=int, default=D["seed"])
-    p.add_argument("--device", default=D["device"], help="cpu or cuda")
+    p.add_argument("--seed", type=int, help=f"(default: {D['seed']})")
+    p.add_argument("--device", help="cpu or cuda (default: cpu)")
     p.add_argument("--matmul-precision", choices=list(MATMUL_PRECISIONS),
-                   default=D["matmul_precision"], help="float32 matrix multiplies: highest "
-                   "(float32), high (TF32: tensor cores on GPUs of compute capability 8.0+), "
-                   "medium (bfloat16 inputs); see mr.set_float32_matmul_precision "
-                   "(default: %(default)s)")
-    p.add_argument("--data-root", default=None, help="folder with the data set files "
+                   help="float32 matrix multiplies: highest (float32), high (TF32: tensor "
+                   "cores on GPUs of compute capability 8.0+), medium (bfloat16 inputs); see "
+                   f"mr.set_float32_matmul_precision (default: {D['matmul_precision']})")
+    p.add_argument("--data-root", help="folder with the data set files "
                    "(default: $MINIRES_DATA or ~/.cache/minires)")
-    p.add_argument("--download", action="store_true", help="download the data set if absent")
-    p.add_argument("--limit-train", type=int, default=None,
+    p.add_argument("--download", action="store_true", default=None,
+                   help="download the data set if absent")
+    p.add_argument("--limit-train", type=int, metavar="N",
                    help="train on the first N training images only (quick runs)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/MODEL)")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="continue a run from its checkpoint.mr")
-    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+    p.add_argument("--out", help="output folder (default: runs/MODEL; with --resume: the "
+                   "checkpoint's folder)")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="start over in an --out that already holds a run, deleting its "
+                   "checkpoint.mr, metrics.jsonl and curves.png")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run from its checkpoint.mr (its recipe is kept)")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="fine-tune: start from these weights, with a new classifier head")
-    p.add_argument("--freeze", action="store_true",
+    p.add_argument("--freeze", action="store_true", default=None,
                    help="with --init-from: train only the classifier head")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
 
 
 def _train(args) -> None:
     from .train import run_training
 
-    config = vars(args).copy()
-    config.pop("command")
-    config["out"] = config["out"] or os.path.join("runs", args.model)
-    result = run_training(**config)
+    config = {k: v for k, v in vars(args).items() if v is not None and k != "command"}
+    # A diverging run ends in one line naming where (NonFiniteError), not in a stream
+    # of NumPy's overflow warnings first.
+    with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        result = run_training(**config)
     print(f"test accuracy: {100 * result['test_acc']:.2f}%")
     print(f"checkpoint: {result['checkpoint']}\nlog:        {result['log']}\n"
           f"plot:       {result['plot']}")
@@ -70,18 +91,25 @@ def _train(args) -> None:
 
 def _eval(args) -> None:
     from .data import DataLoader, get_dataset
-    from .models import get_model
     from .train import evaluate, load_checkpoint
-    from .train.recipe import normalisation
+    from .train.recipe import build_model, check_device, check_model_takes, normalisation
 
+    device = check_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
     config = checkpoint["config"]
     dataset = args.dataset or config.get("dataset", "cifar10")
     test_set = get_dataset(dataset, train=False, root=args.data_root or config.get("data_root"))
-    model = get_model(config["model"], num_classes=len(test_set.classes))
-    model.load_state_dict(checkpoint["model"])
-    model.to(args.device)
-    loader = DataLoader(test_set, 500, transform=normalisation(dataset), device=args.device)
+    model = build_model(config["model"], test_set)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError) as error:
+        raise CheckpointError(f"{args.checkpoint}: its weights do not fit a "
+                              f"{config['model']} for {dataset} ({len(test_set.classes)} "
+                              f"classes): {str(error).splitlines()[-1].strip()}") from None
+    model.to(device)
+    check_model_takes(model, config["model"], dataset, test_set, device)
+    loader = DataLoader(test_set, 500, transform=normalisation(dataset), device=device,
+                        seed=0)
     result = evaluate(model, loader)
     print(f"{config['model']} on {dataset} test ({len(test_set)} images): "
           f"loss {result['loss']:.4f}, accuracy {100 * result['acc']:.2f}%")
@@ -209,9 +237,25 @@ def _course_parsers(commands) -> None:
     add_parsers(commands)
 
 
+def _one_line(error: BaseException) -> str:
+    """An error as one line: files by name, the first line of longer messages."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    text = str(error).strip() or type(error).__name__
+    return " ".join(part.strip() for part in text.splitlines())
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="minires", description="minires: learn deep "
-                                     "learning by building it.")
+    """The ``minires`` command. A user error (a bad option, a missing or damaged file, a
+    setting that cannot work) prints one line ``minires: error: ...`` and exits with
+    status 2; a run stopped by a non-finite loss exits with 1, one stopped by Ctrl-C
+    with 130 and by SIGTERM with 143, after saving its checkpoint. Set MINIRES_DEBUG=1
+    for the full traceback instead."""
+    from .data import DatasetError
+    from .train import ConfigError, NonFiniteError, TrainingInterrupted
+
+    parser = _Parser(prog="minires", description="minires: learn deep learning by "
+                     "building it.")
     commands = parser.add_subparsers(dest="command", required=True)
     _train_parser(commands)
     ev = commands.add_parser("eval", help="evaluate a checkpoint on a test set")
@@ -226,6 +270,7 @@ def main(argv=None) -> None:
     _course_parsers(commands)
     _gradients_parser(commands)
     args = parser.parse_args(argv)
+    user_errors = (ConfigError, CheckpointError, DatasetError, OSError, ValueError)
     try:
         if args.command == "train":
             _train(args)
@@ -240,13 +285,28 @@ def main(argv=None) -> None:
 
             sys.exit(run(args))
         else:
+            if args.steps < 1:
+                raise ConfigError(f"--steps must be an integer >= 1, got {args.steps}")
             from .demo import run_demo
 
             losses = run_demo(steps=args.steps)
             print(f"loss fell from {losses[0]:.3f} to {sum(losses[-10:]) / 10:.3f} "
                   "(mean of the last 10 steps)")
+    except TrainingInterrupted as stop:
+        print(f"minires: {stop}", file=sys.stderr)
+        sys.exit(143 if stop.signal == "SIGTERM" else 130)
     except KeyboardInterrupt:
         sys.exit(130)
+    except NonFiniteError as error:
+        if os.environ.get("MINIRES_DEBUG"):
+            raise
+        print(f"minires: error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(1)
+    except user_errors as error:
+        if os.environ.get("MINIRES_DEBUG"):
+            raise
+        print(f"minires: error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

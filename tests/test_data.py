@@ -747,6 +747,27 @@ def test_compose_in_loader_is_reproducible():
     assert runs[0][0].shape == (8, 3, 8, 8)
 
 
+def test_loader_augments_each_batch_by_its_position_alone():
+    """Batch b of epoch e is cropped and flipped the same way straight through or after
+    load_state_dict, whatever the global generators did meanwhile: resuming needs no
+    generator state."""
+    ds = TensorDataset(np.random.default_rng(1).integers(0, 256, (24, 3, 8, 8),
+                                                         dtype=np.uint8), np.zeros(24))
+    augment = Compose([RandomCrop(8, padding=2), RandomHorizontalFlip()])
+    mr.manual_seed(0)
+    straight = DataLoader(ds, batch_size=8, shuffle=True, seed=3, transform=augment)
+    expected = [x.numpy() for _ in range(2) for x, _ in straight]  # epochs 0 and 1
+    mr.manual_seed(123)
+    mr.randn(50)
+    resumed = DataLoader(ds, batch_size=8, shuffle=True, seed=3, transform=augment)
+    resumed.load_state_dict({"seed": 3, "epoch": 1, "batch": 2})
+    (last, _), = list(resumed)
+    np.testing.assert_array_equal(last, expected[5])  # epoch 1, batch 2
+    raw = DataLoader(ds, batch_size=8, shuffle=True, seed=3)
+    raw.load_state_dict({"seed": 3, "epoch": 1, "batch": 2})
+    assert not np.array_equal(last, next(iter(raw))[0].numpy())  # it was augmented
+
+
 @pytest.mark.cuda
 def test_loader_moves_batches_to_cuda():
     if not mr.cuda.is_available():

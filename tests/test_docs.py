@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 # the pages of this site's authors; docs/gradient_flow.md has tests of its own
 PAGES = ["index.md", "architecture.md", "adding_an_op.md", "backend.md", "gradcheck.md",
-         "pytorch_differences.md", "results.md", "teaching.md"]
+         "pytorch_differences.md", "results.md", "teaching.md", "training.md"]
 
 
 def read(page: str) -> str:

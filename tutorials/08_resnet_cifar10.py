@@ -256,8 +256,10 @@ _common.show(fig, "08_confusion")
 # `minires.train.fit` runs the loop of section 4 and adds what a real run needs: a
 # progress bar, a metrics log (`metrics.jsonl`, one JSON line per epoch), a checkpoint
 # after every epoch and on Ctrl-C (`checkpoint.mr`: model, optimizer, scheduler, where
-# the data loader stands and the random generators, so a run resumes exactly), and the
-# curves as a PNG. A short run with a fresh model, to show the outputs:
+# the data loader stands, the epoch's running sums and the random generators), and the
+# curves as a PNG. Ctrl-C lets the current step finish before it saves, so a run
+# resumes exactly, and a NaN loss stops the run without overwriting the last good
+# checkpoint (docs/training.md). A short run with a fresh model, to show the outputs:
 
 # %%
 mr.manual_seed(0)

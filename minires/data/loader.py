@@ -14,12 +14,18 @@ Per batch:
 5. the dataset's ``transform``, then the loader's ``transform``, run on that device;
 6. yielded as ``(images, labels)`` Tensors: float32 ``(N, C, H, W)`` and int64 ``(N,)``.
 
-Shuffling: epoch ``e``'s order is a permutation drawn from a generator seeded with
-``(seed, e)``. It is reproducible from ``seed``, different every epoch, and can be
-rebuilt for any epoch, so ``state_dict()`` is three integers (seed, epoch, batches
-already yielded) and ``load_state_dict`` resumes exactly mid-epoch. The augmentation
-transforms draw from minires' global generators (``mr.manual_seed``), which a
-training checkpoint saves separately.
+Randomness is a function of the position, never of what ran before:
+
+* shuffling: epoch ``e``'s order is a permutation drawn from a generator seeded with
+  ``(seed, e)``: reproducible from ``seed``, different every epoch, and rebuilt for any
+  epoch on demand;
+* augmentation: the transforms of batch ``b`` of epoch ``e`` run inside
+  ``backend.random_stream("DataLoader", seed, e, b)``, so their random crops and flips
+  (on the CPU or the GPU) depend on nothing but that key.
+
+So ``state_dict()`` is three integers (seed, epoch, batches already yielded), and
+``load_state_dict`` resumes exactly mid-epoch: the same images, augmented the same way,
+with no generator state to save.
 """
 
 from __future__ import annotations
@@ -102,7 +108,8 @@ class DataLoader:
         order = self.order(epoch)
         for b in range(start, len(self)):
             indices = order[b * self.batch_size: (b + 1) * self.batch_size]
-            batch = self._batch(indices)
+            with backend.random_stream("DataLoader", self.seed, epoch, b):
+                batch = self._batch(indices)
             current[1] = b + 1  # counted before the yield: state_dict() in the loop body
             yield batch  # then resumes after this batch
         if self._current is current:

@@ -10,7 +10,10 @@ The ``DataLoader`` scales uint8 images to float32 in [0, 1] before any transform
 transforms see float batches; ``ToFloat`` does that scaling when you call transforms
 yourself (it leaves float batches as they are).
 
-``mr.manual_seed(s)`` makes the augmentation reproducible.
+``mr.manual_seed(s)`` makes the augmentation reproducible. Inside a ``DataLoader`` the
+draws of each batch come from a stream keyed by the loader's seed, the epoch and the
+batch index (``backend.random_stream``), so batch b of epoch e is augmented the same
+way however the run got there: straight through, or resumed from a checkpoint.
 """
 
 from __future__ import annotations

@@ -30,6 +30,13 @@ from .resnet import (
     resnet110,
 )
 
+
+def _mlp(num_classes: int = 10, depth: int = 4, width: int = 256, **kwargs) -> MLP:
+    """``mlp`` with a default size, 4 hidden ReLU layers of 256 units, so that the name
+    alone builds a model like every other name here."""
+    return mlp(depth, width, num_classes=num_classes, **kwargs)
+
+
 _MODELS = {
     "resnet20": resnet20, "resnet32": resnet32, "resnet44": resnet44, "resnet56": resnet56,
     "resnet110": resnet110,
@@ -37,12 +44,12 @@ _MODELS = {
     "plain110": plain110,
     "resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50,
     "residual_mlp": ResidualMLP,
-    "mlp": mlp,  # needs depth= and width= keyword arguments
+    "mlp": _mlp,  # depth= and width= change its size
 }
 
 
 def list_models() -> list[str]:
-    """The names ``get_model`` accepts."""
+    """The names ``get_model`` accepts; each builds a model with no other argument."""
     return list(_MODELS)
 
 

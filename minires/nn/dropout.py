@@ -10,7 +10,11 @@ from .module import Module
 class Dropout(Module):
     """Zero each element with probability ``p`` in training mode (scaling the rest by
     1/(1-p)); the identity in evaluation mode. The mode is the module's ``training``
-    flag, set by ``train()``/``eval()``, never a global."""
+    flag, set by ``train()``/``eval()``, never a global.
+
+    The mask is drawn from ``backend.generator``, on the device of the input. Inside
+    ``minires.train.fit`` every step runs in its own keyed random stream, so a step's
+    masks depend only on its position in the run and come back the same on resume."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()

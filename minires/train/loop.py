@@ -1,41 +1,79 @@
 """The training loop: read it top to bottom.
 
-One epoch = for every batch: forward, loss, backward, optimizer step (and the
+One epoch = for every batch one *step*: forward, loss, backward, optimizer step (and the
 scheduler, if it steps per batch). Running loss and accuracy stay on the device and are
-read back (a host sync) only every ``log_every`` batches and at the end of the epoch.
-After each epoch: evaluate on the test set, append a metrics line, save a checkpoint.
-Ctrl-C saves a checkpoint where the run stands, mid-epoch, before stopping.
+read back (a host sync) only every ``log_every`` steps and at the end of the epoch.
+After each epoch: evaluate on the test set, step a per-epoch scheduler, save a
+checkpoint, append a metrics line.
+
+Exact resume, at any moment, on every device:
+
+* **Stops happen between steps.** While ``fit`` runs, Ctrl-C (SIGINT) and SIGTERM only
+  set a flag (``interrupt.StopRequest``). The loop looks at it after each whole step
+  and between evaluation batches, saves a checkpoint there, with the loader's position
+  after the last finished step, and raises ``TrainingInterrupted``. A step is never
+  half done (no batch skipped, no half-updated model); a second Ctrl-C stops at once
+  without saving.
+* **Randomness is a function of the position.** Step ``s`` of epoch ``e`` runs inside
+  ``backend.random_stream("step", seed, e, s)``: its dropout masks come from
+  generators seeded with that key alone, and the DataLoader augments batch ``b`` of
+  epoch ``e`` in its own keyed stream. The state of every random stream a step uses *is*
+  the position (epoch, step), on NumPy and on CuPy alike (whose generators have no
+  state that could be read back), and finding it costs no host sync.
+* **The epoch's sums are saved.** ``RunState`` (``run_state.py``) holds the running
+  loss and accuracy sums, the images seen and the time spent: a resumed epoch reports
+  the same train_loss and train_acc as an uninterrupted one.
+
+A non-finite loss stops the run: the loop checks the sums where it reads them anyway
+(the logging steps and the epoch's end, so no extra host sync per step on a GPU), and
+before every checkpoint it checks the weights and the optimizer's state, so the last
+good checkpoint is never overwritten with NaNs. ``NonFiniteError`` names the epoch, the
+step and that checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import time
 
+import numpy
 from tqdm import tqdm
 
 from .. import backend, no_grad
 from ..nn import functional as F
 from ..nn.norm import _BatchNorm
 from .checkpoint import save_checkpoint
+from .errors import NonFiniteError, TrainingInterrupted
+from .interrupt import StopRequest
+from .run_state import RunState
 
 
-def evaluate(model, loader) -> dict:
-    """Mean loss and accuracy of ``model`` over ``loader``, in eval mode, without a graph."""
+def evaluate(model, loader, should_stop=None) -> dict | None:
+    """Mean loss and accuracy of ``model`` over ``loader``, in eval mode, without a graph.
+
+    With ``should_stop`` (a function), returns None as soon as it says so (checked
+    between batches): evaluation has no state worth saving, it is simply run again.
+    """
     was_training = model.training
     model.eval()
     loss_sum = correct = 0
     count = 0
-    with no_grad():
-        for images, labels in loader:
-            logits = model(images)
-            loss_sum = loss_sum + F.cross_entropy(logits, labels, reduction="sum").data
-            correct = correct + (logits.data.argmax(axis=1) == labels.data).sum()
-            count += labels.shape[0]
-    model.train(was_training)
+    try:
+        with no_grad():
+            for images, labels in loader:
+                logits = model(images)
+                loss_sum = loss_sum + F.cross_entropy(logits, labels, reduction="sum").data
+                correct = correct + (logits.data.argmax(axis=1) == labels.data).sum()
+                count += labels.shape[0]
+                if should_stop is not None and should_stop():
+                    return None
+    finally:
+        model.train(was_training)
     loss_sum, correct = backend.host_floats(loss_sum, correct)
-    return {"loss": loss_sum / count, "acc": correct / count}
+    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1)}
 
 
 def train_mode(model) -> None:
@@ -49,89 +87,217 @@ def train_mode(model) -> None:
             module.eval()
 
 
+def _device_of(model) -> str:
+    for p in model.parameters():
+        return backend.device_of(p.data)
+    return "cpu"
+
+
+def _step_stream(run: RunState):
+    """The random stream of the run's next step (none without a seed: global draws)."""
+    if run.seed is None:
+        return contextlib.nullcontext()
+    return backend.random_stream("step", run.seed, run.epoch, run.step)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler=None, step_per_batch: bool = False,
-                    progress=None, log_every: int = 20) -> dict:
+                    progress=None, log_every: int = 20, *, run: RunState | None = None,
+                    should_stop=None) -> dict | None:
+    """Train one epoch; return its mean loss, accuracy, seconds and images per second.
+
+    With ``run`` (a ``RunState``) it continues the epoch that ``run`` is in: ``loader``
+    must stand at ``run.step`` (``DataLoader.load_state_dict`` puts it there), and the
+    sums carry on from the run's. With ``should_stop`` (a function), it returns None
+    after the first step at which it says so; ``run`` then holds where it stopped.
+    A non-finite loss raises ``NonFiniteError`` at the next read of the sums.
+    """
+    run = run if run is not None else RunState()
+    run.to(_device_of(model))
     train_mode(model)
-    loss_sum = correct = 0  # device scalars: no host sync per batch
-    count = 0
-    start = time.perf_counter()
-    for step, (images, labels) in enumerate(loader, 1):
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    seconds_before, start = run.seconds, time.perf_counter()
+    for images, labels in loader:
+        with _step_stream(run):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
         if scheduler is not None and step_per_batch:
             scheduler.step()
         n = labels.shape[0]
-        loss_sum = loss_sum + loss.data * n
-        correct = correct + (logits.data.argmax(axis=1) == labels.data).sum()
-        count += n
+        xp = backend.array_module(loss.data)
+        # device scalars: no host sync per step. first_bad keeps the first step whose
+        # loss was not finite (it changes only while it is 0), so the error can name it.
+        run.loss_sum = run.loss_sum + loss.data * n
+        run.correct = run.correct + (logits.data.argmax(axis=1) == labels.data).sum()
+        bad = (~xp.isfinite(loss.data)) * (run.step + 1)
+        run.first_bad = run.first_bad + (run.first_bad == 0) * bad
+        run.count += n
+        run.step += 1
+        run.seconds = seconds_before + (time.perf_counter() - start)
         if progress is not None:
             progress.update(1)
-            if step % log_every == 0:  # the one host sync per logging step
-                loss_total, correct_total = backend.host_floats(loss_sum, correct)
-                progress.set_postfix(loss=f"{loss_total / count:.3f}",
-                                     acc=f"{correct_total / count:.3f}",
-                                     img_s=f"{count / (time.perf_counter() - start):.0f}")
-    seconds = time.perf_counter() - start
-    loss_sum, correct = backend.host_floats(loss_sum, correct)
-    return {"loss": loss_sum / max(count, 1), "acc": correct / max(count, 1),
-            "seconds": seconds, "images_per_s": count / seconds if seconds else 0.0}
+        if run.step % log_every == 0:  # the one host sync per logging step
+            loss_total, correct_total, first_bad = run.read_sums()
+            _check_finite(loss_total, first_bad, run)
+            if progress is not None:
+                progress.set_postfix(loss=f"{loss_total / run.count:.3f}",
+                                     acc=f"{correct_total / run.count:.3f}",
+                                     img_s=f"{run.count / run.seconds:.0f}")
+        if should_stop is not None and should_stop():
+            return None
+    run.phase = "evaluate"
+    loss_total, correct_total, first_bad = run.read_sums()  # the epoch's one host sync
+    _check_finite(loss_total, first_bad, run)
+    return run.train_metrics(loss_total, correct_total)
+
+
+def _check_finite(loss_sum: float, first_bad: int, run: RunState) -> None:
+    if not math.isfinite(loss_sum):
+        step = first_bad or run.step
+        raise NonFiniteError(f"the training loss became {loss_sum} at epoch {run.epoch}, "
+                             f"step {step}", epoch=run.epoch, step=step)
+
+
+def _first_non_finite(model, optimizer) -> str | None:
+    """The name of the first weight, buffer or optimizer state array that holds a NaN
+    or an infinity, or None (one read from the device when all is well)."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    named = [(k, v.data) for k, v in model.state_dict(keep_vars=True).items()]
+    for p, state in optimizer.state.items():  # the live arrays: state_dict() copies
+        named += [(f"the optimizer's {k} of {names.get(id(p), 'a parameter')}", v)
+                  for k, v in state.items() if hasattr(v, "dtype")]
+    named = [(name, a) for name, a in named if a.dtype.kind == "f"]
+    if not named:
+        return None
+    xp = backend.array_module(*(a for _, a in named))
+    finite = backend.to_numpy(xp.stack([xp.isfinite(a).all() for _, a in named]))
+    for (name, _), ok in zip(named, finite):
+        if not ok:
+            return name
+    return None
 
 
 def fit(model, optimizer, train_loader, test_loader, epochs: int, *, scheduler=None,
         step_per_batch: bool = False, out_dir=None, start_epoch: int = 0, history=None,
-        config: dict | None = None, progress: bool = True, log_every: int = 20) -> list:
-    """Train for epochs ``start_epoch + 1 .. epochs``; return the metrics history.
+        config: dict | None = None, progress: bool = True, log_every: int = 20,
+        run: RunState | None = None, handle_signals: bool = True) -> list:
+    """Train up to epoch ``epochs``; return the metrics history (one row per epoch).
 
-    With ``out_dir``, writes ``metrics.jsonl`` (one JSON line per epoch),
-    ``checkpoint.mr`` (after every epoch and on Ctrl-C) and ``curves.png``.
+    A fresh run starts at epoch ``start_epoch + 1`` with ``history``; a resumed one
+    passes ``run``, the ``RunState`` of its checkpoint (``checkpoint.run_state``), after
+    restoring the model, optimizer, scheduler and loader (``checkpoint.restore``).
+
+    With ``out_dir``, writes ``checkpoint.mr`` (after every epoch, and where a signal
+    stopped the run), ``metrics.jsonl`` (one strict-JSON line per epoch) and
+    ``curves.png``. Ctrl-C or SIGTERM (with ``handle_signals``, in the main thread)
+    stops at the next step boundary: checkpoint, then ``TrainingInterrupted``. A
+    non-finite loss raises ``NonFiniteError`` and writes nothing.
     """
-    history = list(history or [])
+    if run is None:
+        seed = getattr(train_loader, "seed", None)
+        if seed is None:
+            seed = int(backend.generator(numpy).integers(0, 2**63 - 1))
+        run = RunState(epoch=start_epoch + 1, seed=seed, history=list(history or []))
     paths = _paths(out_dir)
-    epoch, training = start_epoch, False
+    last_good = None  # the checkpoint a failure leaves behind, described
+    if out_dir is not None and os.path.exists(paths["checkpoint"]):
+        last_good = f"{paths['checkpoint']} (as this run found it: {_position(run)})"
 
-    def checkpoint(completed: int) -> None:
-        if out_dir is not None:
-            save_checkpoint(paths["checkpoint"], model=model, optimizer=optimizer,
-                            scheduler=scheduler, loader=train_loader, epoch=completed,
-                            history=history, config=config)
+    def ensure_finite() -> None:
+        """Before the run's state goes anywhere: no NaN in the sums or the weights."""
+        loss_sum, _, first_bad = run.read_sums()
+        _check_finite(loss_sum, first_bad, run)
+        bad = _first_non_finite(model, optimizer)
+        if bad is not None:
+            raise NonFiniteError(f"{bad} became non-finite by epoch {run.epoch}, step "
+                                 f"{run.step}", epoch=run.epoch, step=run.step)
+
+    def checkpoint() -> str | None:
+        nonlocal last_good
+        if out_dir is None:
+            return None
+        save_checkpoint(paths["checkpoint"], model=model, optimizer=optimizer,
+                        scheduler=scheduler, loader=train_loader, config=config, run=run)
+        last_good = f"{paths['checkpoint']} ({_position(run)})"
+        return paths["checkpoint"]
+
+    def stopped(signal: str, where: str | None = None):
+        if where is None:
+            ensure_finite()
+            where = checkpoint()
+        done = (f"epoch {run.epoch}, after step {run.step} of {len(train_loader)}"
+                if run.phase == "train" else f"epoch {run.epoch}, during its evaluation")
+        message = f"interrupted ({signal}) at {done}: " + (
+            f"checkpoint saved to {where}; continue with --resume {where}" if where
+            else "nothing saved (no output folder)")
+        return TrainingInterrupted(message, checkpoint=where, epoch=run.epoch, step=run.step,
+                                   signal=signal)
 
     try:
-        for epoch in range(start_epoch + 1, epochs + 1):
-            with tqdm(total=len(train_loader), desc=f"epoch {epoch}/{epochs}", unit="batch",
-                      disable=not progress, leave=True) as bar:
-                training = True
-                train = train_one_epoch(model, train_loader, optimizer, scheduler,
-                                        step_per_batch, bar, log_every)
-                training = False
-                test = evaluate(model, test_loader)
-                bar.set_postfix(loss=f"{train['loss']:.3f}", acc=f"{train['acc']:.3f}",
-                                test_acc=f"{test['acc']:.3f}",
-                                img_s=f"{train['images_per_s']:.0f}")
-            lr = optimizer.param_groups[0]["lr"]
-            if scheduler is not None and not step_per_batch:
-                scheduler.step()
-            row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"],
-                   "test_loss": test["loss"], "test_acc": test["acc"], "lr": lr,
-                   "seconds": train["seconds"], "images_per_s": train["images_per_s"]}
-            history.append(row)
-            if out_dir is not None:
-                with open(paths["metrics"], "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                checkpoint(epoch)
-    except KeyboardInterrupt:
-        if training:  # mid-epoch: the loader remembers how many batches it served
-            checkpoint(epoch - 1)
-        # otherwise the checkpoint of the last finished epoch is already the right one
-        print(f"\ninterrupted: checkpoint in {paths.get('checkpoint')}; continue with --resume")
-        raise
-    if out_dir is not None and history:
-        from .plots import plot_curves
+        with StopRequest(enabled=handle_signals) as stop:
+            while run.epoch <= epochs:
+                if run.phase == "train":
+                    with tqdm(total=len(train_loader), initial=run.step, unit="batch",
+                              desc=f"epoch {run.epoch}/{epochs}", disable=not progress,
+                              leave=True) as bar:
+                        train = train_one_epoch(model, train_loader, optimizer, scheduler,
+                                                step_per_batch, bar, log_every, run=run,
+                                                should_stop=stop.requested)
+                    if train is None:
+                        raise stopped(stop.signal)
+                else:  # resumed after a stop during evaluation
+                    train = run.train_metrics()
+                test = evaluate(model, test_loader, should_stop=stop.requested)
+                if test is None:
+                    raise stopped(stop.signal)
+                lr = optimizer.param_groups[0]["lr"]
+                if scheduler is not None and not step_per_batch:
+                    scheduler.step()
+                row = {"epoch": run.epoch, "train_loss": train["loss"],
+                       "train_acc": train["acc"], "test_loss": test["loss"],
+                       "test_acc": test["acc"], "lr": lr, "seconds": train["seconds"],
+                       "images_per_s": train["images_per_s"]}
+                if progress:
+                    tqdm.write(f"epoch {run.epoch}/{epochs}: loss {train['loss']:.3f}, acc "
+                               f"{train['acc']:.3f}, test_acc {test['acc']:.3f}, "
+                               f"{train['images_per_s']:.0f} img/s")
+                ensure_finite()
+                run.history.append(row)
+                run.next_epoch()
+                saved = checkpoint()  # first: a metrics line never claims more than it holds
+                if out_dir is not None:
+                    with open(paths["metrics"], "a") as f:
+                        f.write(json_line(row))
+                if stop.requested():
+                    raise stopped(stop.signal, saved)
+            if out_dir is not None and run.history:  # a signal now: the run is complete
+                from .plots import plot_curves
 
-        plot_curves(history, paths["curves"], title=(config or {}).get("model", ""))
-    return history
+                plot_curves(run.history, paths["curves"],
+                            title=(config or {}).get("model", ""))
+    except NonFiniteError as error:
+        where = last_good or "none (no checkpoint was written before)"
+        raise NonFiniteError(f"{error}; stopped. The last good checkpoint, left untouched: "
+                             f"{where}. A smaller learning rate (--lr) usually helps",
+                             epoch=error.epoch, step=error.step,
+                             checkpoint=paths.get("checkpoint") if last_good else None) from None
+    return run.history
+
+
+def _position(run: RunState) -> str:
+    if run.phase == "evaluate":
+        return f"epoch {run.epoch}, before its evaluation"
+    if run.step == 0:
+        return f"after epoch {run.completed_epochs}"
+    return f"epoch {run.epoch}, after step {run.step}"
+
+
+def json_line(row: dict) -> str:
+    """One strict-JSON line: NaN and infinity become null (JSON has neither)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in row.items()}
+    return json.dumps(clean, allow_nan=False) + "\n"
 
 
 def _paths(out_dir) -> dict:
