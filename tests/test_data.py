@@ -762,6 +762,7 @@ def test_loader_augments_each_batch_by_its_position_alone():
     resumed = DataLoader(ds, batch_size=8, shuffle=True, seed=3, transform=augment)
     resumed.load_state_dict({"seed": 3, "epoch": 1, "batch": 2})
     (last, _), = list(resumed)
+    last = last.numpy()
     np.testing.assert_array_equal(last, expected[5])  # epoch 1, batch 2
     raw = DataLoader(ds, batch_size=8, shuffle=True, seed=3)
     raw.load_state_dict({"seed": 3, "epoch": 1, "batch": 2})
