@@ -329,3 +329,15 @@ def overridable(reference):
 
     dispatch.reference = reference
     return dispatch
+
+
+# --------------------------------------------------------------------------- CPU fast path
+# minires.ops.channel_major keeps activations channel-major on a padded grid, which makes
+# im2col a few block copies: on the CPU that beats the plain NCHW path (see
+# docs/fast_cpu.md). On CuPy the plain path's CUDA kernels (minires.cuda) are the fast
+# route, so the layers stay on it there.
+
+
+def prefers_channel_major(xp) -> bool:
+    """Whether layers should take the channel-major fast path for arrays of ``xp``."""
+    return xp is numpy
