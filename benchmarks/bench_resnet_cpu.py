@@ -28,8 +28,15 @@ import sys
 import time
 
 import numpy as np
-from timing import (LoadMeter, format_profile, interleaved, minires_op_profile,
-                    peak_step_memory, run_isolated, spread)
+from timing import (
+    LoadMeter,
+    format_profile,
+    interleaved,
+    minires_op_profile,
+    peak_step_memory,
+    run_isolated,
+    spread,
+)
 
 import minires as mr
 import minires.nn.functional as F

@@ -16,10 +16,10 @@ import numpy as np
 import minires as mr
 import minires.nn.functional as F
 from minires import ops
-from minires.ops import fast_conv, fused_norm
 
 # the same input makers the course grader uses (it ships without tests/)
 from minires.course.checks import away_from_zero, normal
+from minires.ops import fast_conv, fused_norm
 
 
 @dataclass
