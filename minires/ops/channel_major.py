@@ -189,8 +189,16 @@ def as_grid(xp, x):
     N, C, H, W = x.shape
     grid = Grid(N, H, W)
     G = new_grid(xp, C, grid, x.dtype)
-    pixels(G, grid)[...] = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
+    copy_rows(xp, pixels(G, grid), x.transpose(1, 0, 2, 3))  # (C, N, H, W)
     return zero_pads(G, grid), grid
+
+
+def copy_rows(xp, target, source) -> None:
+    """``target[...] = source``, the first axis cut into one part per CPU thread."""
+    def copy(lo, hi):
+        target[lo:hi] = source[lo:hi]
+
+    backend.parallel_rows(xp, target.shape[0], copy)
 
 
 # --------------------------------------------------------------------------- workspace

@@ -41,12 +41,34 @@ def _is_same(K: int, stride: int, padding: int) -> bool:
     return stride == 1 and K == 2 * padding + 1
 
 
-def _matmul_into(a, b, out):
+def _matmul_part(a, b, out):
     """``out[...] = a @ b``, written in place when no TF32/bfloat16 rounding is asked for."""
     if backend.get_float32_matmul_precision() == "highest" or a.dtype.char != "f":
-        return backend.array_module(a).matmul(a, b, out=out)
-    out[...] = backend.matmul(a, b)
+        backend.array_module(a).matmul(a, b, out=out)
+    else:
+        out[...] = backend.matmul(a, b)
+
+
+def _matmul_into(xp, a, b, out):
+    """``out[...] = a @ b``, the columns cut into one part per CPU thread."""
+    backend.parallel_rows(xp, b.shape[1], lambda lo, hi: _matmul_part(a, b[:, lo:hi],
+                                                                      out[:, lo:hi]))
     return out
+
+
+def _matmul_nt(xp, a, b):
+    """``a @ b.T`` for two wide matrices (the weight gradient): the long inner dimension
+    cut into one part per CPU thread, the partial products added in a fixed order."""
+    partial = {}
+
+    def part(lo, hi):
+        partial[lo] = backend.matmul(a[:, lo:hi], b[:, lo:hi].T)
+
+    backend.parallel_rows(xp, a.shape[1], part)
+    total = None
+    for lo in sorted(partial):
+        total = partial[lo] if total is None else total + partial[lo]
+    return total
 
 
 # --------------------------------------------------------------- same convolutions
@@ -66,8 +88,13 @@ def im2col_same(xp, G, grid: cm.Grid, K: int):
         return G[:, start:start + span]  # (C, span), a view
     C = G.shape[0]
     col = cm.workspace(xp, (C, K * K, span), G.dtype)
-    for k, d in enumerate(_shifts(grid, K)):
-        col[:, k, :] = G[:, start + d:start + d + span]  # (C, span): one block per channel
+    shifts = _shifts(grid, K)
+
+    def copy(lo, hi):  # channels lo..hi
+        for k, d in enumerate(shifts):
+            col[lo:hi, k, :] = G[lo:hi, start + d:start + d + span]  # one block per channel
+
+    backend.parallel_rows(xp, C, copy)
     return col.reshape(C * K * K, span)
 
 
@@ -75,7 +102,7 @@ def _conv_same(xp, G, grid: cm.Grid, w2, K: int):
     """y = w2 @ im2col(G) on the block of pixels, onto a new grid of the same shape."""
     start, span = grid.first, grid.span
     Y = cm.new_grid(xp, w2.shape[0], grid, G.dtype)
-    _matmul_into(w2, im2col_same(xp, G, grid, K), Y[:, start:start + span])
+    _matmul_into(xp, w2, im2col_same(xp, G, grid, K), Y[:, start:start + span])
     return cm.zero_pads(Y, grid)  # the block also covered the zero positions
 
 
@@ -96,7 +123,12 @@ def im2col_strided(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: 
     """(C, L) grid -> (C*K*K, N*OH*OW) im2col matrix, one strided copy."""
     C = G.shape[0]
     col = cm.workspace(xp, (C, K, K, grid.N, OH, OW), G.dtype)
-    col[...] = _patches(xp, G, grid, K, stride, padding, OH, OW)
+    patches = _patches(xp, G, grid, K, stride, padding, OH, OW)
+
+    def copy(lo, hi):
+        col[lo:hi] = patches[lo:hi]
+
+    backend.parallel_rows(xp, C, copy)
     return col.reshape(C * K * K, grid.N * OH * OW)
 
 
@@ -114,9 +146,9 @@ class GridConv2d(Function):
             Y = _conv_same(xp, G, grid, w2, K)
         else:
             col = im2col_strided(xp, G, grid, K, stride, padding, OH, OW)
-            y = backend.matmul(w2, col)  # (F, N*OH*OW)
+            y = _matmul_into(xp, w2, col, xp.empty((F, N * OH * OW), dtype=x.dtype))
             Y = cm.new_grid(xp, F, out, x.dtype)
-            cm.pixels(Y, out)[...] = y.reshape(F, N, OH, OW)
+            cm.copy_rows(xp, cm.pixels(Y, out), y.reshape(F, N, OH, OW))
             cm.zero_pads(Y, out)
         if bias:
             Y += bias[0][:, None]
@@ -142,7 +174,7 @@ class GridConv2d(Function):
             gy_block = GY[:, start:start + span]  # (F, span); zero where no pixel
             if ctx.needs_input_grad[1]:
                 # (col @ gy^T)^T: OpenBLAS is far faster in this orientation (see conv.py)
-                gw = backend.matmul(im2col_same(xp, G, grid, K), gy_block.T)  # (C*K*K, F)
+                gw = _matmul_nt(xp, im2col_same(xp, G, grid, K), gy_block)  # (C*K*K, F)
                 gw = gw.T.reshape(w.shape)  # (F, C, K, K)
             if ctx.needs_input_grad[0]:
                 w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, K, K)
@@ -150,21 +182,27 @@ class GridConv2d(Function):
                 gx = cm.grid_view(_conv_same(xp, GY, grid, w_flipped, K), grid)
         else:
             N, OH, OW = out.N, out.H, out.W
-            gy2 = xp.ascontiguousarray(cm.pixels(GY, out)).reshape(F, N * OH * OW)
+            gy2 = xp.empty((F, N, OH, OW), dtype=gy.dtype)
+            cm.copy_rows(xp, gy2, cm.pixels(GY, out))
+            gy2 = gy2.reshape(F, N * OH * OW)
             if ctx.needs_input_grad[1]:
                 col = im2col_strided(xp, G, grid, K, stride, padding, OH, OW)
-                gw = backend.matmul(col, gy2.T).T.reshape(w.shape)  # (F, C, K, K)
+                gw = _matmul_nt(xp, col, gy2).T.reshape(w.shape)  # (F, C, K, K)
             if ctx.needs_input_grad[0]:
                 gcol = cm.workspace(xp, (C * K * K, N * OH * OW), w.dtype)
-                _matmul_into(w.reshape(F, -1).T, gy2, gcol)
+                _matmul_into(xp, w.reshape(F, -1).T, gy2, gcol)
                 gcol = gcol.reshape(C, K, K, N, OH, OW)
                 GX = cm.zeros_grid(xp, C, grid, w.dtype)
                 images = cm.padded_images(xp, GX, grid, offset=1 - padding)
-                for i in range(K):  # col2im: add each patch gradient where it came from
-                    for j in range(K):
-                        rows = slice(i, i + stride * (OH - 1) + 1, stride)
-                        columns = slice(j, j + stride * (OW - 1) + 1, stride)
-                        images[:, :, rows, columns] += gcol[:, i, j]  # (C, N, OH, OW)
+
+                def col2im(lo, hi):  # add each patch gradient back where it came from
+                    for i in range(K):
+                        for j in range(K):
+                            rows = slice(i, i + stride * (OH - 1) + 1, stride)
+                            columns = slice(j, j + stride * (OW - 1) + 1, stride)
+                            images[lo:hi, :, rows, columns] += gcol[lo:hi, i, j]  # (c, N, OH, OW)
+
+                backend.parallel_rows(xp, C, col2im)
                 gx = cm.grid_view(cm.zero_pads(GX, grid), grid)
         if len(ctx.needs_input_grad) == 3:
             return gx, gw, xp.einsum("fl->f", GY)  # the zeros between pixels add nothing

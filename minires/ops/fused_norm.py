@@ -21,50 +21,59 @@ from ..tensor import Function, Tensor, as_tensor
 from . import channel_major as cm
 
 
-def _add_nchw(xp, G, grid: cm.Grid, r) -> None:
-    """G += r for an (N, C, H, W) array ``r``: the whole grid when ``r`` is a grid of the
-    same shape (its zeros stay zeros), else through the pixel view."""
+def _add_nchw(xp, G, grid: cm.Grid, r, lo: int, hi: int) -> None:
+    """G += channels lo..hi of the (N, C, H, W) array ``r``, for the grid rows G of those
+    channels: whole rows when ``r`` is a grid of the same shape (its zeros stay zeros),
+    else through the pixel view."""
     found = cm.find_grid(r)
     if found is not None and found[1] == grid:
-        G += found[0]
+        G += found[0][lo:hi]
     else:
         pixels = cm.pixels(G, grid)
-        pixels += r.transpose(1, 0, 2, 3)  # (C, N, H, W)
+        pixels += r.transpose(1, 0, 2, 3)[lo:hi]  # (c, N, H, W)
 
 
 class BatchNormAct(Function):
+    # Every channel is normalised on its own, so both passes run channel range by channel
+    # range, one range per CPU thread (backend.parallel_rows).
+
     @staticmethod
     def forward(ctx, x, w, b, *residual, running_mean, running_var, training, momentum, eps,
                 relu):
         xp = ctx.xp
         X, grid = cm.as_grid(xp, x)
         C, M = X.shape[0], grid.N * grid.H * grid.W  # M values per channel
-        xhat = cm.new_grid(xp, C, grid, X.dtype)
-        if training:
-            mean = xp.einsum("cl->c", X) / M  # the zeros between pixels add nothing
-            xp.subtract(X, mean[:, None], out=xhat)
-            cm.zero_pads(xhat, grid)
-            var = xp.einsum("cl,cl->c", xhat, xhat) / M
-            if running_mean is not None:  # updated in place, like PyTorch's buffers
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean
-                running_var *= 1 - momentum
-                running_var += (momentum * M / (M - 1)) * var  # unbiased
-        else:
-            xp.subtract(X, running_mean[:, None], out=xhat)
-            cm.zero_pads(xhat, grid)
-            var = running_var
-        inv_std = 1 / xp.sqrt(var + eps)
-        xhat *= inv_std[:, None]
-        y = cm.new_grid(xp, C, grid, X.dtype)
-        xp.multiply(xhat, w[:, None], out=y)
-        y += b[:, None]
-        if residual:
-            _add_nchw(xp, y, grid, residual[0])
-        if relu:
-            xp.maximum(y, 0, out=y)
-        cm.zero_pads(y, grid)
-        ctx.save_for_backward(xhat, y if relu else None, w * inv_std)  # y: the ReLU mask
+        xhat, y = cm.new_grid(xp, C, grid, X.dtype), cm.new_grid(xp, C, grid, X.dtype)
+        mean, var = xp.empty(C, dtype=X.dtype), xp.empty(C, dtype=X.dtype)
+
+        def channels(lo, hi):
+            xh, out = xhat[lo:hi], y[lo:hi]  # (c, L) rows of the grids
+            if training:
+                mean[lo:hi] = xp.einsum("cl->c", X[lo:hi]) / M  # the zeros add nothing
+            else:
+                mean[lo:hi] = running_mean[lo:hi]
+            xp.subtract(X[lo:hi], mean[lo:hi, None], out=xh)
+            cm.zero_pads(xh, grid)
+            if training:
+                var[lo:hi] = xp.einsum("cl,cl->c", xh, xh) / M
+            else:
+                var[lo:hi] = running_var[lo:hi]
+            xh *= (1 / xp.sqrt(var[lo:hi] + eps))[:, None]
+            xp.multiply(xh, w[lo:hi, None], out=out)
+            out += b[lo:hi, None]
+            if residual:
+                _add_nchw(xp, out, grid, residual[0], lo, hi)
+            if relu:
+                xp.maximum(out, 0, out=out)
+            cm.zero_pads(out, grid)
+
+        backend.parallel_rows(xp, C, channels)
+        if training and running_mean is not None:  # updated in place, like PyTorch's
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += (momentum * M / (M - 1)) * var  # unbiased
+        ctx.save_for_backward(xhat, y if relu else None, w / xp.sqrt(var + eps))  # y: the mask
         ctx.grid, ctx.training, ctx.relu = grid, training, relu
         ctx.has_residual = bool(residual)
         return cm.grid_view(y, grid)
@@ -78,28 +87,34 @@ class BatchNormAct(Function):
         xhat, y, scale = ctx.saved_tensors
         xp, grid = ctx.xp, ctx.grid
         C, M = xhat.shape[0], grid.N * grid.H * grid.W
+        found = cm.find_grid(gy)
         if ctx.relu:
             gz = cm.new_grid(xp, C, grid, xhat.dtype)
-            found = cm.find_grid(gy)
-            if found is not None:
-                xp.multiply(found[0], y > 0, out=gz)  # y's zeros keep gz's zeros
-            else:
-                xp.multiply(gy.transpose(1, 0, 2, 3), cm.pixels(y, grid) > 0,
-                            out=cm.pixels(gz, grid))  # (C, N, H, W)
-                cm.zero_pads(gz, grid)
-        else:
-            gz, _ = cm.as_grid(xp, gy)
-        gb = xp.einsum("cl->c", gz)
-        gw = xp.einsum("cl,cl->c", gz, xhat)
+        else:  # gz is gy itself, on a grid
+            gz, _ = found if found is not None else cm.as_grid(xp, gy)
         gx = cm.new_grid(xp, C, grid, xhat.dtype)
-        if ctx.training:
-            xp.multiply(xhat, (gw / M)[:, None], out=gx)
-            gx += (gb / M)[:, None]
-            xp.subtract(gz, gx, out=gx)
-            gx *= scale[:, None]
-            cm.zero_pads(gx, grid)
-        else:
-            xp.multiply(gz, scale[:, None], out=gx)
+        gw, gb = xp.empty(C, dtype=xhat.dtype), xp.empty(C, dtype=xhat.dtype)
+
+        def channels(lo, hi):
+            g, xh, out = gz[lo:hi], xhat[lo:hi], gx[lo:hi]  # (c, L) rows of the grids
+            if ctx.relu and found is not None:
+                xp.multiply(found[0][lo:hi], y[lo:hi] > 0, out=g)  # y's zeros keep g's
+            elif ctx.relu:
+                xp.multiply(gy.transpose(1, 0, 2, 3)[lo:hi], cm.pixels(y[lo:hi], grid) > 0,
+                            out=cm.pixels(g, grid))  # (c, N, H, W)
+                cm.zero_pads(g, grid)
+            gb[lo:hi] = xp.einsum("cl->c", g)
+            gw[lo:hi] = xp.einsum("cl,cl->c", g, xh)
+            if ctx.training:
+                xp.multiply(xh, (gw[lo:hi] / M)[:, None], out=out)
+                out += (gb[lo:hi] / M)[:, None]
+                xp.subtract(g, out, out=out)
+                out *= scale[lo:hi, None]
+                cm.zero_pads(out, grid)
+            else:
+                xp.multiply(g, scale[lo:hi, None], out=out)
+
+        backend.parallel_rows(xp, C, channels)
         gx = cm.grid_view(gx, grid)
         if ctx.has_residual:
             return gx, gw, gb, cm.grid_view(gz, grid)
