@@ -17,6 +17,10 @@ Prints, in order:
 5. the load of the machine while it measured. Numbers taken while other processes used
    the CPUs are not results.
 
+``--memory-child FRAMEWORK MODEL BATCH`` (what part 3 runs in its fresh processes)
+prints one framework's peak step memory in bytes as a JSON line; with
+``MINIRES_FAST_CPU=0`` in the environment it measures minires's plain path.
+
 PyTorch runs the same architecture (He et al. 2015, option A shortcuts), built below.
 """
 
