@@ -127,7 +127,7 @@ def pixels(G, grid: Grid):
     """(C, N, H, W) view of the pixels of grid ``G`` (no copy)."""
     C = G.shape[0]
     images = G[:, grid.row:grid.row + grid.N * grid.image]  # (C, N*(H+1)*(W+1))
-    images = images.reshape(C, grid.N, grid.H + 1, grid.W + 1)
+    images = images.reshape(C, grid.N, grid.H + 1, grid.W + 1)  # (C, N, H+1, W+1)
     return images[:, :, :grid.H, 1:]  # (C, N, H, W)
 
 
@@ -137,7 +137,7 @@ def padded_images(xp, G, grid: Grid, offset: int = 0):
     border rows, so this view overlaps itself, but only on zeros."""
     C = G.shape[0]
     size = G.itemsize
-    flat = G.reshape(-1)[offset * grid.row + offset:]
+    flat = G.reshape(-1)[offset * grid.row + offset:]  # (C*L - offset*(W+2),)
     return backend.as_strided(xp, flat, (C, grid.N, grid.H + 2 - offset, grid.W + 2 - offset),
                               (grid.length * size, grid.image * size, grid.row * size, size))
 
@@ -219,7 +219,7 @@ def workspace(xp, shape: tuple, dtype):
     if buffer is None or buffer.size < size:
         cache[key] = buffer = None  # free the old buffer before allocating the new one
         cache[key] = buffer = xp.empty(size, dtype=dtype)
-    return buffer[:size].reshape(shape)
+    return buffer[:size].reshape(shape)  # shape
 
 
 def free_workspace() -> None:

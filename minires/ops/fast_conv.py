@@ -62,7 +62,7 @@ def _matmul_nt(xp, a, b):
     partial = {}
 
     def part(lo, hi):
-        partial[lo] = backend.matmul(a[:, lo:hi], b[:, lo:hi].T)
+        partial[lo] = backend.matmul(a[:, lo:hi], b[:, lo:hi].T)  # (rows of a, rows of b)
 
     backend.parallel_rows(xp, a.shape[1], part)
     total = None
@@ -95,7 +95,7 @@ def im2col_same(xp, G, grid: cm.Grid, K: int):
             col[lo:hi, k, :] = G[lo:hi, start + d:start + d + span]  # one block per channel
 
     backend.parallel_rows(xp, C, copy)
-    return col.reshape(C * K * K, span)
+    return col.reshape(C * K * K, span)  # (C*K*K, span)
 
 
 def _conv_same(xp, G, grid: cm.Grid, w2, K: int):
@@ -129,7 +129,7 @@ def im2col_strided(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: 
         col[lo:hi] = patches[lo:hi]
 
     backend.parallel_rows(xp, C, copy)
-    return col.reshape(C * K * K, grid.N * OH * OW)
+    return col.reshape(C * K * K, grid.N * OH * OW)  # (C*K*K, N*OH*OW)
 
 
 class GridConv2d(Function):
@@ -141,14 +141,14 @@ class GridConv2d(Function):
         N, H, W = grid.N, grid.H, grid.W
         OH, OW = output_size(H, K, stride, padding), output_size(W, K, stride, padding)
         out = cm.Grid(N, OH, OW)
-        w2 = w.reshape(F, C * K * K)
+        w2 = w.reshape(F, C * K * K)  # (F, C*K*K)
         if _is_same(K, stride, padding):
             Y = _conv_same(xp, G, grid, w2, K)
         else:
             col = im2col_strided(xp, G, grid, K, stride, padding, OH, OW)
             y = _matmul_into(xp, w2, col, xp.empty((F, N * OH * OW), dtype=x.dtype))
             Y = cm.new_grid(xp, F, out, x.dtype)
-            cm.copy_rows(xp, cm.pixels(Y, out), y.reshape(F, N, OH, OW))
+            cm.copy_rows(xp, cm.pixels(Y, out), y.reshape(F, N, OH, OW))  # (F, N, OH, OW)
             cm.zero_pads(Y, out)
         if bias:
             Y += bias[0][:, None]
@@ -178,20 +178,20 @@ class GridConv2d(Function):
                 gw = gw.T.reshape(w.shape)  # (F, C, K, K)
             if ctx.needs_input_grad[0]:
                 w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, K, K)
-                w_flipped = xp.ascontiguousarray(w_flipped).reshape(C, F * K * K)
+                w_flipped = xp.ascontiguousarray(w_flipped).reshape(C, F * K * K)  # (C, F*K*K)
                 gx = cm.grid_view(_conv_same(xp, GY, grid, w_flipped, K), grid)
         else:
             N, OH, OW = out.N, out.H, out.W
             gy2 = xp.empty((F, N, OH, OW), dtype=gy.dtype)
             cm.copy_rows(xp, gy2, cm.pixels(GY, out))
-            gy2 = gy2.reshape(F, N * OH * OW)
+            gy2 = gy2.reshape(F, N * OH * OW)  # (F, N*OH*OW)
             if ctx.needs_input_grad[1]:
                 col = im2col_strided(xp, G, grid, K, stride, padding, OH, OW)
                 gw = _matmul_nt(xp, col, gy2).T.reshape(w.shape)  # (F, C, K, K)
             if ctx.needs_input_grad[0]:
                 gcol = cm.workspace(xp, (C * K * K, N * OH * OW), w.dtype)
-                _matmul_into(xp, w.reshape(F, -1).T, gy2, gcol)
-                gcol = gcol.reshape(C, K, K, N, OH, OW)
+                _matmul_into(xp, w.reshape(F, -1).T, gy2, gcol)  # (C*K*K, F) @ (F, N*OH*OW)
+                gcol = gcol.reshape(C, K, K, N, OH, OW)  # (C, K, K, N, OH, OW)
                 GX = cm.zeros_grid(xp, C, grid, w.dtype)
                 images = cm.padded_images(xp, GX, grid, offset=1 - padding)
 

@@ -100,8 +100,8 @@ class BatchNormAct(Function):
             if ctx.relu and found is not None:
                 xp.multiply(found[0][lo:hi], y[lo:hi] > 0, out=g)  # y's zeros keep g's
             elif ctx.relu:
-                xp.multiply(gy.transpose(1, 0, 2, 3)[lo:hi], cm.pixels(y[lo:hi], grid) > 0,
-                            out=cm.pixels(g, grid))  # (c, N, H, W)
+                gy_rows = gy.transpose(1, 0, 2, 3)[lo:hi]  # (c, N, H, W)
+                xp.multiply(gy_rows, cm.pixels(y[lo:hi], grid) > 0, out=cm.pixels(g, grid))
                 cm.zero_pads(g, grid)
             gb[lo:hi] = xp.einsum("cl->c", g)
             gw[lo:hi] = xp.einsum("cl,cl->c", g, xh)
