@@ -7,8 +7,10 @@ PyTorch's CPU build, side by side on the same random batch: the whole CPU table.
 
 Prints, in order:
 
-1. each model's step: median milliseconds (lowest-highest round) of minires and of
-   PyTorch, interleaved in one process (see ``timing.py``), and their ratio;
+1. each model's step: median milliseconds (lowest-highest round) of minires (its CPU
+   fast path with its own threads), of minires with one thread outside OpenBLAS, of
+   minires's plain NCHW path and of PyTorch, interleaved in one process (see
+   ``timing.py``), and each one's ratio to PyTorch;
 2. the layers of the network one at a time (the table of ``bench_ops_cpu.py``);
 3. peak memory of a training step above the memory before it (the kernel's VmHWM, each
    framework in a fresh process of its own, so neither sees the other's allocations);
@@ -44,7 +46,9 @@ from timing import (
 
 import minires as mr
 import minires.nn.functional as F
+from minires import backend
 from minires.models import get_model
+from minires.ops import channel_major
 from minires.optim import SGD
 
 try:
@@ -119,21 +123,48 @@ def torch_step(model_name: str, x, y):
     return step
 
 
+def variant(step, fast: bool, threads: int | None):
+    """``step`` run on minires's fast path or plain path, with the CPU fast path's own
+    threads (None: the default number) or ``threads`` of them; restores both."""
+    default = backend._cpu_threads
+
+    def run():
+        channel_major.use_fast_path(fast)
+        backend.set_cpu_threads(default if threads is None else threads)
+        try:
+            step()
+        finally:
+            channel_major.use_fast_path(True)
+            backend.set_cpu_threads(default)
+
+    return run
+
+
+# the minires contenders of the step table: name, fast path, CPU threads
+MINIRES_VARIANTS = [("minires", True, None), ("minires 1 thread", True, 1),
+                    ("minires plain path", False, None)]
+
+
 def steps_table(models: list, batch_size: int, rounds: int, settle: float) -> str:
+    """One row per model and contender: minires (fast path, its own threads), minires
+    with one thread outside OpenBLAS, minires's plain NCHW path, PyTorch."""
     x, y = batch(batch_size)
-    header = f"{'model':<10} {'minires ms (min-max)':>22} {'img/s':>6}"
-    if torch is not None:
-        header += f" {'torch ms (min-max)':>22} {'img/s':>6} {'ratio':>6}"
-    lines = [header]
+    lines = [f"{'model':<9} {'contender':<19} {'ms (min-max)':>22} {'img/s':>6}"
+             + (f" {'/ torch':>8}" if torch is not None else "")]
     for name in models:
-        steps = [minires_step(name, x, y)] + ([torch_step(name, x, y)] if torch else [])
+        step = minires_step(name, x, y)
+        names = [v[0] for v in MINIRES_VARIANTS]
+        steps = [variant(step, fast, threads) for _, fast, threads in MINIRES_VARIANTS]
+        if torch is not None:
+            names.append("torch")
+            steps.append(torch_step(name, x, y))
         times = interleaved(steps, rounds, settle=settle)
         medians = [float(np.median(t)) for t in times]
-        line = f"{name:<10} {spread(times[0]):>22} {batch_size / medians[0]:>6.0f}"
-        if torch is not None:
-            line += (f" {spread(times[1]):>22} {batch_size / medians[1]:>6.0f} "
-                     f"{medians[0] / medians[1]:>6.2f}")
-        lines.append(line)
+        for contender, t, median in zip(names, times, medians):
+            line = f"{name:<9} {contender:<19} {spread(t):>22} {batch_size / median:>6.0f}"
+            if torch is not None:
+                line += f" {median / medians[-1]:>8.2f}"
+            lines.append(line)
     return "\n".join(lines)
 
 
