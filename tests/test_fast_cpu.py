@@ -233,7 +233,8 @@ def test_convolution_saves_its_input_grid_and_weight_only():
     G, grid = cm.find_grid(h.data)
     y = nn.Conv2d(4, 5, 3, padding=1, bias=False).double()(h)
     saved_grid, saved_w = y.grad_fn.saved_tensors
-    assert saved_grid is G  # the layer before's output itself: no copy, no im2col matrix
+    # the layer before's output itself (or a read-only view of it): no copy, no im2col
+    assert saved_grid is G or saved_grid.base is G
     assert saved_w.shape == (5, 4, 3, 3)
 
 
@@ -243,7 +244,8 @@ def test_fused_batch_norm_saves_xhat_and_its_output_only():
     bn = nn.BatchNorm2d(4).double()
     y = bn.forward_relu(x)
     xhat, out, scale = y.grad_fn.saved_tensors
-    assert out is cm.find_grid(y.data)[0]  # the output is the ReLU mask: no separate mask
+    G = cm.find_grid(y.data)[0]
+    assert out is G or out.base is G  # the output is the ReLU mask: no separate mask
     assert xhat.shape == out.shape and scale.shape == (4,)
     z = bn(x)  # BatchNorm alone on a grid: no ReLU, nothing but x-hat kept
     assert z.grad_fn.saved_tensors[1] is None
@@ -350,3 +352,13 @@ def test_fast_conv2d_rejects_what_it_has_no_path_for():
         fast_conv.conv2d(mr.randn(1, 3, 5, 5), w, padding=1)
     with pytest.raises(ValueError, match="batch_norm_act: residual of shape"):
         fused_norm.batch_norm_act(x, None, None, training=True, residual=mr.randn(1, 2, 5, 4))
+
+
+def test_a_read_only_view_of_a_grid_view_is_recognised_and_stays_read_only():
+    y = nn.Conv2d(2, 3, 3, padding=1).double()(mr.tensor(np.ones((2, 2, 5, 4))))
+    view = y.data.view()
+    view.flags.writeable = False
+    G, grid = cm.find_grid(view)
+    assert G.base is cm.find_grid(y.data)[0] and not G.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        G[0, 0] = 1.0

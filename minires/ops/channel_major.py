@@ -178,6 +178,9 @@ def find_grid(x):
     size = G.itemsize
     if x.strides != (grid.image * size, grid.length * size, grid.row * size, size):
         return None
+    if not getattr(x.flags, "writeable", True):  # a read-only view: the grid read-only too
+        G = G.view()
+        G.flags.writeable = False
     return G, grid
 
 
