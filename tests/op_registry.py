@@ -201,14 +201,14 @@ OPS = [
            inputs(normal(3, 2, 4, 3), normal(2), normal(2), normal(3, 2, 4, 3)),
            ("BatchNormAct",)),
     OpInfo("batch_norm_act_train_running_stats_no_relu",
-           lambda x, w, b: fused_norm.batch_norm_act(x, mr.zeros(3, dtype=mr.float64),
-                                                     mr.ones(3, dtype=mr.float64), w, b,
-                                                     True, relu=False),
+           lambda x, w, b: fused_norm.batch_norm_act(
+               x, mr.zeros(3, dtype=mr.float64, device=x.device),
+               mr.ones(3, dtype=mr.float64, device=x.device), w, b, True, relu=False),
            inputs(normal(2, 3, 3, 4), normal(3), normal(3)), ("BatchNormAct",)),
     OpInfo("batch_norm_act_eval_relu",
            lambda x, w, b: fused_norm.batch_norm_act(
-               x, mr.tensor([0.1, -0.2], dtype=mr.float64),
-               mr.tensor([0.5, 1.5], dtype=mr.float64), w, b, False),
+               x, mr.tensor([0.1, -0.2], dtype=mr.float64, device=x.device),
+               mr.tensor([0.5, 1.5], dtype=mr.float64, device=x.device), w, b, False),
            inputs(normal(3, 2, 3, 3), normal(2), normal(2)), ("BatchNormAct",)),
     OpInfo("batch_norm_act_between_fast_convs",
            lambda x, w1, b, w2: fast_conv.conv2d(fused_norm.batch_norm_act(

@@ -214,7 +214,7 @@ def workspace(xp, shape: tuple, dtype):
     when too small. Valid until the next call: only for data that never leaves the op
     (im2col matrices), never for anything returned or saved for backward."""
     cache = _local.__dict__.setdefault("buffers", {})
-    key = (xp.__name__, xp.dtype(dtype).str)
+    key = (xp.__name__, str(dtype))
     size = 1
     for n in shape:
         size *= n

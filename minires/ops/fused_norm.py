@@ -17,7 +17,7 @@ returns or sums over, so each result is again a valid padded input for a convolu
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Function, Tensor, as_tensor
+from ..tensor import Function, Tensor, _check_same_device, as_tensor
 from . import channel_major as cm
 
 
@@ -134,6 +134,9 @@ def batch_norm_act(input, running_mean, running_var, weight=None, bias=None, tra
     xp = backend.array_module(x.data)
     w = as_tensor(weight) if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
     b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
+    # the running statistics are settings, not inputs: Function.apply does not see them
+    _check_same_device("BatchNormAct", [x, w, b] + [
+        as_tensor(t) for t in (running_mean, running_var) if t is not None])
     stats = []
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", w), ("bias", b)):
