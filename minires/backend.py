@@ -9,12 +9,12 @@ array-level helper without a single ``if gpu:`` in the ops.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import queue
 import threading
-from contextlib import contextmanager
 
 import numpy
 
@@ -440,7 +440,7 @@ def _tasks():
     return _pool[2]
 
 
-@contextmanager
+@contextlib.contextmanager
 def _one_blas_thread():
     setter, getter = _openblas
     previous = getter()
