@@ -359,3 +359,13 @@ def test_fast_conv2d_rejects_what_it_has_no_path_for():
     with pytest.raises(RuntimeError, match="BatchNormAct: expected all tensors to be on the"):
         fused_norm.batch_norm_act(x, Elsewhere(np.zeros(2, np.float32)), mr.ones(2),
                                   training=True)
+
+
+def test_a_read_only_view_of_a_grid_view_is_recognised_and_stays_read_only():
+    y = nn.Conv2d(2, 3, 3, padding=1).double()(mr.tensor(np.ones((2, 2, 5, 4))))
+    view = y.data.view()
+    view.flags.writeable = False
+    G, grid = cm.find_grid(view)
+    assert G.base is cm.find_grid(y.data)[0] and not G.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        G[0, 0] = 1.0
