@@ -19,6 +19,7 @@ from minires import ops
 
 # the same input makers the course grader uses (it ships without tests/)
 from minires.course.checks import away_from_zero, normal
+from minires.ops import fast_conv, fused_norm
 
 
 @dataclass
@@ -212,6 +213,46 @@ OPS = [
            lambda x: F.nll_loss(x, _SPATIAL_TARGET, weight=_WEIGHT[:3], reduction="none"),
            inputs(normal(2, 3, 4, 5)), ("GetItem", "Permute", "Reshape")),
     OpInfo("mse_loss", F.mse_loss, inputs(normal(3, 4), normal(3, 4)), ("Sub", "Mul")),
+    # ---------------------------------------------------------------- CPU fast path
+    # channel-major padded grids (minires.ops.channel_major): every geometry of the fast
+    # convolution, inputs and gradients arriving on grids (a chain of two fast ops), and
+    # the fused BatchNorm (+ residual) (+ ReLU) in training and evaluation
+    OpInfo("fast_conv2d_same_3x3_bias", lambda x, w, b: fast_conv.conv2d(x, w, b, padding=1),
+           inputs(normal(2, 3, 5, 4), normal(4, 3, 3, 3), normal(4)), ("GridConv2d",)),
+    OpInfo("fast_conv2d_same_1x1", lambda x, w: fast_conv.conv2d(x, w),
+           inputs(normal(2, 3, 4, 5), normal(2, 3, 1, 1)), ("GridConv2d",)),
+    OpInfo("fast_conv2d_stride2_3x3_odd_size",
+           lambda x, w: fast_conv.conv2d(x, w, stride=2, padding=1),
+           inputs(normal(2, 2, 7, 6), normal(3, 2, 3, 3)), ("GridConv2d",)),
+    OpInfo("fast_conv2d_stride2_1x1_bias", lambda x, w, b: fast_conv.conv2d(x, w, b, stride=2),
+           inputs(normal(2, 3, 6, 5), normal(2, 3, 1, 1), normal(2)), ("GridConv2d",)),
+    OpInfo("fast_conv2d_stride1_2x2_pad1", lambda x, w: fast_conv.conv2d(x, w, padding=1),
+           inputs(normal(2, 2, 4, 3), normal(3, 2, 2, 2)), ("GridConv2d",)),
+    OpInfo("fast_conv2d_chain_on_grids",
+           lambda x, w1, w2: fast_conv.conv2d(fast_conv.conv2d(x, w1, padding=1), w2,
+                                              stride=2, padding=1),
+           inputs(normal(2, 2, 6, 6), normal(3, 2, 3, 3), normal(2, 3, 3, 3)), ("GridConv2d",)),
+    OpInfo("batch_norm_act_train_residual_relu",
+           lambda x, w, b, r: fused_norm.batch_norm_act(x, None, None, w, b, True,
+                                                        residual=r),
+           inputs(normal(3, 2, 4, 3), normal(2), normal(2), normal(3, 2, 4, 3)),
+           ("BatchNormAct",)),
+    OpInfo("batch_norm_act_train_running_stats_no_relu",
+           lambda x, w, b: fused_norm.batch_norm_act(
+               x, mr.zeros(3, dtype=mr.float64, device=x.device),
+               mr.ones(3, dtype=mr.float64, device=x.device), w, b, True, relu=False),
+           inputs(normal(2, 3, 3, 4), normal(3), normal(3)), ("BatchNormAct",)),
+    OpInfo("batch_norm_act_eval_relu",
+           lambda x, w, b: fused_norm.batch_norm_act(
+               x, mr.tensor([0.1, -0.2], dtype=mr.float64, device=x.device),
+               mr.tensor([0.5, 1.5], dtype=mr.float64, device=x.device), w, b, False),
+           inputs(normal(3, 2, 3, 3), normal(2), normal(2)), ("BatchNormAct",)),
+    OpInfo("batch_norm_act_between_fast_convs",
+           lambda x, w1, b, w2: fast_conv.conv2d(fused_norm.batch_norm_act(
+               fast_conv.conv2d(x, w1, padding=1), None, None, None, b, True,
+               residual=x), w2, padding=1),
+           inputs(normal(2, 2, 4, 4), normal(2, 2, 3, 3), normal(2), normal(2, 2, 3, 3)),
+           ("GridConv2d", "BatchNormAct")),
 ]
 
 # ---------------------------------------------------------------- data parallelism

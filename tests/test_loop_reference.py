@@ -112,3 +112,76 @@ def test_cross_entropy_matches_formula_and_is_stable_for_huge_logits():
     F.cross_entropy(x, target).backward()
     assert np.isfinite(x.grad.numpy()).all()
     np.testing.assert_allclose(x.grad.numpy(), [[0, 0, 0], [0, 0.25, -0.25]], atol=1e-6)
+
+
+# ------------------------------------------------------------------ CPU fast path
+
+
+def conv2d_grad_loops(x, w, gy, stride, padding):
+    """gx and gw of a convolution by its definition: each output pixel's gradient flows
+    back to every input pixel and weight that made it."""
+    N, C, H, W = x.shape
+    Fo, _, KH, KW = w.shape
+    (SH, SW), (PH, PW) = stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+    gxp, gw = np.zeros_like(xp), np.zeros_like(w)
+    for n in range(N):
+        for f in range(Fo):
+            for oh in range(gy.shape[2]):
+                for ow in range(gy.shape[3]):
+                    g = gy[n, f, oh, ow]
+                    patch = (n, slice(None), slice(oh * SH, oh * SH + KH),
+                             slice(ow * SW, ow * SW + KW))
+                    gw[f] += g * xp[patch]
+                    gxp[patch] += g * w[f]
+    return gxp[:, :, PH:PH + H, PW:PW + W], gw
+
+
+FAST_CONV_CASES = [
+    # x shape, w shape, bias, stride, padding: "same" 3x3 and 1x1 (block copies), and the
+    # strided path (stride 2, kernels other than 2P+1), odd and non-square sizes
+    ((2, 3, 5, 4), (4, 3, 3, 3), True, 1, 1),
+    ((2, 3, 4, 5), (2, 3, 1, 1), False, 1, 0),
+    ((2, 2, 7, 6), (3, 2, 3, 3), False, 2, 1),
+    ((3, 4, 6, 5), (2, 4, 1, 1), True, 2, 0),
+    ((1, 2, 5, 5), (3, 2, 2, 2), False, 1, 1),
+    ((2, 2, 6, 7), (2, 2, 3, 3), True, 2, 0),
+]
+
+
+@pytest.mark.parametrize("case", FAST_CONV_CASES)
+def test_fast_conv2d_forward_and_gradients_match_loops(case, device):
+    from minires.ops import fast_conv
+
+    xs, ws, bias, stride, padding = case
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0]) if bias else None
+    tensors = [mr.tensor(a, device=device, requires_grad=True) for a in (x, w)]
+    y = fast_conv.conv2d(*tensors, None if b is None else mr.tensor(b, device=device),
+                         stride=stride, padding=padding)
+    expected = conv2d_loops(x, w, b, (stride, stride), (padding, padding))
+    np.testing.assert_allclose(y.detach().cpu().numpy(), expected, rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(expected.shape)
+    y.backward(mr.tensor(gy, device=device))
+    gx, gw = conv2d_grad_loops(x, w, gy, (stride, stride), (padding, padding))
+    np.testing.assert_allclose(tensors[0].grad.cpu().numpy(), gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(tensors[1].grad.cpu().numpy(), gw, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_act_matches_formula(training, device):
+    from minires.ops import fused_norm
+
+    rng = np.random.default_rng(5)
+    x, r = rng.standard_normal((4, 3, 3, 5)), rng.standard_normal((4, 3, 3, 5))
+    w, b = np.array([1.0, 2.0, -1.0]), np.array([0.0, 0.5, 1.0])
+    rm, rv = np.array([0.2, -0.1, 0.3]), np.array([0.5, 1.5, 2.0])
+    y = fused_norm.batch_norm_act(
+        mr.tensor(x, device=device), mr.tensor(rm, device=device), mr.tensor(rv, device=device),
+        mr.tensor(w, device=device), mr.tensor(b, device=device), training,
+        residual=mr.tensor(r, device=device))
+    mean = x.mean(axis=(0, 2, 3), keepdims=True) if training else rm[None, :, None, None]
+    var = x.var(axis=(0, 2, 3), keepdims=True) if training else rv[None, :, None, None]
+    z = (x - mean) / np.sqrt(var + 1e-5) * w[None, :, None, None] + b[None, :, None, None]
+    np.testing.assert_allclose(y.cpu().numpy(), np.maximum(z + r, 0), rtol=1e-10, atol=1e-12)

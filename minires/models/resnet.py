@@ -28,8 +28,25 @@ from __future__ import annotations
 from .. import nn
 from ..nn import functional as F
 from ..nn import init
-from ..ops import flatten
+from ..ops import channel_major, flatten
 from ..tensor import Tensor
+
+
+def _fusable(x: Tensor, *modules) -> bool:
+    """Whether a block may run BatchNorm (+ add) + ReLU as one op of the channel-major
+    fast path: on a device that prefers it, with real BatchNorms, and with no hook on
+    the modules the fused op stands in for (a hook must see what it was promised: on
+    the plain path it does)."""
+    return channel_major.applies(x.data) and all(
+        not (m._forward_pre_hooks or m._forward_hooks or m._backward_hooks)
+        and (isinstance(m, nn.BatchNorm2d) or isinstance(m, nn.ReLU)) for m in modules)
+
+
+def _shortcut(block, x: Tensor) -> Tensor | None:
+    """What a block adds to its last BatchNorm's output: x, downsample(x), or nothing."""
+    if not block.residual:
+        return None
+    return x if block.downsample is None else block.downsample(x)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -89,11 +106,13 @@ class BasicBlock(nn.Module):
         self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
+        if _fusable(x, self.bn1, self.bn2, self.relu):
+            out = self.conv2(self.bn1.forward_relu(self.conv1(x)))
+            return self.bn2.forward_relu(out, residual=_shortcut(self, x))
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.residual:
-            identity = x if self.downsample is None else self.downsample(x)
-            out = out + identity
+            out = out + _shortcut(self, x)
         return self.relu(out)
 
     def extra_repr(self) -> str:
@@ -125,12 +144,14 @@ class Bottleneck(nn.Module):
         self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
+        if _fusable(x, self.bn1, self.bn2, self.bn3, self.relu):
+            out = self.bn2.forward_relu(self.conv2(self.bn1.forward_relu(self.conv1(x))))
+            return self.bn3.forward_relu(self.conv3(out), residual=_shortcut(self, x))
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.residual:
-            identity = x if self.downsample is None else self.downsample(x)
-            out = out + identity
+            out = out + _shortcut(self, x)
         return self.relu(out)
 
     def extra_repr(self) -> str:
@@ -224,7 +245,11 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.conv1(x)
+        if _fusable(x, self.bn1, self.relu):
+            x = self.maxpool(self.bn1.forward_relu(x))
+        else:
+            x = self.maxpool(self.relu(self.bn1(x)))
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)
         x = self.avgpool(x)  # (N, C, 1, 1)

@@ -1,9 +1,17 @@
-"""``Conv2d``: the module around ``F.conv2d`` (im2col + one matrix multiply)."""
+"""``Conv2d``: the module around ``F.conv2d`` (im2col + one matrix multiply).
+
+On the CPU, convolutions of the shapes ResNets use (3x3 with padding 1, 1x1; stride 1
+or 2) take the channel-major fast path of ``minires.ops.fast_conv`` instead: the same
+numbers, an output that is an NCHW view of a padded grid (see docs/fast_cpu.md).
+``minires.ops.channel_major.use_fast_path(False)`` sends every call to ``F.conv2d``.
+"""
 
 from __future__ import annotations
 
+from ..ops import channel_major as cm
+from ..ops import fast_conv
 from ..ops.conv import pair
-from ..tensor import Tensor
+from ..tensor import Tensor, as_tensor
 from . import functional as F
 from . import init
 from .linear import _empty
@@ -44,6 +52,10 @@ class Conv2d(Module):
         init.default_layer_init_(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
+        input = as_tensor(input)
+        if cm.applies(input.data) and fast_conv.supports(self.kernel_size, self.stride,
+                                                          self.padding, self.dilation):
+            return fast_conv.conv2d(input, self.weight, self.bias, self.stride, self.padding)
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:

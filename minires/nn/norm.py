@@ -10,7 +10,9 @@ running = (1 - momentum) * running + momentum * batch_statistic (the variance un
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Tensor
+from ..ops import channel_major as cm
+from ..ops.fused_norm import batch_norm_act
+from ..tensor import Tensor, as_tensor
 from . import functional as F
 from . import init
 from .linear import _empty
@@ -57,8 +59,9 @@ class _BatchNorm(Module):
         raise NotImplementedError(f"{type(self).__name__} must define _check_input_dim(); "
                                   "use BatchNorm1d or BatchNorm2d")
 
-    def forward(self, input: Tensor) -> Tensor:
-        self._check_input_dim(input)
+    def _functional_args(self) -> tuple:
+        """Count the batch and return the arguments of ``F.batch_norm`` after the input:
+        (running_mean, running_var, weight, bias, training, momentum, eps)."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1  # in place: state_dict views see it
@@ -68,9 +71,22 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or self.running_mean is None
         # running stats are passed (and updated) only when they are tracked
         track = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if track else None,
-                            self.running_var if track else None, self.weight, self.bias,
-                            use_batch_stats, factor, self.eps)
+        return (self.running_mean if track else None, self.running_var if track else None,
+                self.weight, self.bias, use_batch_stats, factor, self.eps)
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        input = as_tensor(input)
+        if cm.find_grid(input.data) is not None:  # keep the fast path's layout
+            return batch_norm_act(input, *self._functional_args(), relu=False)
+        return F.batch_norm(input, *self._functional_args())
+
+    def forward_relu(self, input: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``relu(self(input) + residual)`` as one op of the channel-major fast path
+        (``minires.ops.fused_norm``); the ResNet blocks call it when no hook is
+        registered on the modules it stands for. Returns the NCHW view of a grid."""
+        self._check_input_dim(input)
+        return batch_norm_act(input, *self._functional_args(), residual=residual, relu=True)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

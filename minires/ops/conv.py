@@ -121,34 +121,41 @@ class Conv2d(Function):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     """2-D convolution (cross-correlation, as in every framework) of (N, C, H, W) input
     with (F, C, KH, KW) weight, like ``torch.nn.functional.conv2d``."""
+    inputs, stride, padding, dilation = check_conv_args("conv2d", input, weight, bias, stride,
+                                                        padding, dilation, groups)
+    return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation)
+
+
+def check_conv_args(op, input, weight, bias, stride, padding, dilation, groups):
+    """-> (tensor inputs, stride, padding, dilation), or a clear error naming ``op``."""
     x, w = as_tensor(input), as_tensor(weight)
-    stride, padding = pair(stride, "stride", "conv2d"), pair(padding, "padding", "conv2d")
-    dilation = pair(dilation, "dilation", "conv2d")
+    stride, padding = pair(stride, "stride", op), pair(padding, "padding", op)
+    dilation = pair(dilation, "dilation", op)
     if groups != 1:
-        raise ValueError(f"conv2d: only groups=1 is supported, got groups={groups}")
+        raise ValueError(f"{op}: only groups=1 is supported, got groups={groups}")
     if x.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if w.ndim != 4:
-        raise ValueError(f"conv2d: expected a 4-D weight (F, C, KH, KW), got shape {w.shape}")
+        raise ValueError(f"{op}: expected a 4-D weight (F, C, KH, KW), got shape {w.shape}")
     if x.shape[1] != w.shape[1]:
-        raise ValueError(f"conv2d: input of shape {x.shape} has {x.shape[1]} channels but "
+        raise ValueError(f"{op}: input of shape {x.shape} has {x.shape[1]} channels but "
                          f"weight of shape {w.shape} expects {w.shape[1]}")
     if min(stride) < 1 or min(padding) < 0 or min(dilation) < 1:
-        raise ValueError(f"conv2d: need stride >= 1, padding >= 0 and dilation >= 1, got "
+        raise ValueError(f"{op}: need stride >= 1, padding >= 0 and dilation >= 1, got "
                          f"stride={stride}, padding={padding}, dilation={dilation}")
     if x.dtype != w.dtype:
-        raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {w.dtype} differ")
+        raise TypeError(f"{op}: input dtype {x.dtype} and weight dtype {w.dtype} differ")
     (_, _, H, W), (_, _, KH, KW) = x.shape, w.shape
     if output_size(H, KH, stride[0], padding[0], dilation[0]) < 1 or \
             output_size(W, KW, stride[1], padding[1], dilation[1]) < 1:
-        raise ValueError(f"conv2d: kernel ({KH}, {KW}) is larger than the padded input "
+        raise ValueError(f"{op}: kernel ({KH}, {KW}) is larger than the padded input "
                          f"({H + 2 * padding[0]}, {W + 2 * padding[1]}) for input shape "
                          f"{x.shape}")
     inputs = (x, w)
     if bias is not None:
         b = as_tensor(bias)
         if b.shape != (w.shape[0],):
-            raise ValueError(f"conv2d: bias of shape {b.shape} does not match the "
+            raise ValueError(f"{op}: bias of shape {b.shape} does not match the "
                              f"{w.shape[0]} output channels of weight {w.shape}")
         inputs += (b,)
-    return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation)
+    return inputs, stride, padding, dilation
