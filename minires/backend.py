@@ -126,6 +126,14 @@ def is_cupy_array(array) -> bool:
     return cupy is not None and isinstance(array, cupy.ndarray)
 
 
+def may_share_memory(a, b) -> bool:
+    """Whether two arrays may overlap in memory (address ranges only: cheap). Arrays on
+    different devices never do (an op such as ``.cpu()`` has one on each)."""
+    if is_cupy_array(a) != is_cupy_array(b):
+        return False
+    return bool(array_module(a).may_share_memory(a, b))
+
+
 def device_of(array) -> str:
     """The device an array lives on: 'cuda' for CuPy arrays, else 'cpu'."""
     return "cuda" if is_cupy_array(array) else "cpu"
@@ -362,13 +370,11 @@ class _CountedGenerator:
         self.xp = xp
 
     def __getattr__(self, name):
-        method = getattr(self.xp.random.Generator, name)
-
         def draw(*args, **kwargs):
             global _cupy_draws
             generator = _new_generator(self.xp, [*_global_entropy(), _cupy_draws])
             _cupy_draws += 1
-            return method(generator, *args, **kwargs)
+            return getattr(generator, name)(*args, **kwargs)
 
         return draw
 

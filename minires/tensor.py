@@ -140,7 +140,7 @@ class Function:
         ctx = Context(cls, xp, tuple(tensors) if record else (), needs)
         y = cls.forward(ctx, *arrays, **attrs)
         out = Tensor(y, requires_grad=record)
-        share_version_with_views(out, tensors, xp)
+        share_version_with_views(out, tensors)
         if record:
             out.grad_fn = ctx
             record_saved_versions(ctx, tensors, out)
@@ -275,11 +275,11 @@ def increment_version(tensor) -> None:
     tensor._version_counter.value += 1
 
 
-def share_version_with_views(out, tensors, xp) -> None:
+def share_version_with_views(out, tensors) -> None:
     """An op's output that is a view of an input's array (reshape, permute, slicing)
     shares that input's counter: changing either changes both."""
     for t in tensors:
-        if out.data is t.data or xp.may_share_memory(out.data, t.data):
+        if out.data is t.data or backend.may_share_memory(out.data, t.data):
             out._version_counter = t._version_counter
             return
 
@@ -294,7 +294,7 @@ def record_saved_versions(ctx, tensors, out) -> None:
         for t in (*tensors, out):
             # may_share_memory compares address ranges only: cheap, and exact for arrays
             # from different allocations
-            if array is t.data or ctx.xp.may_share_memory(array, t.data):
+            if array is t.data or backend.may_share_memory(array, t.data):
                 records.append((i, t._version_counter, t._version_counter.value))
                 break
     ctx._versions = tuple(records)
