@@ -242,13 +242,13 @@ def model_status(out: str, model: str, plan: dict) -> dict:
         return {"model": model, "state": "waiting", "epoch": 1, "step": 0,
                 "phase": "train", "steps": steps, "history": [], "global_step": 0}
     checkpoint = load_checkpoint(path)
-    stored = checkpoint["config"]
+    stored, expected = checkpoint["config"], {**plan, "model": model}
     for key in ("model", "dataset", "epochs", "schedule", "batch_size", "seed",
                 "limit_train"):
-        if key in stored and stored[key] != plan.get(key, model):
+        if key in stored and stored[key] != expected[key]:
             raise PlanError(f"{path} was trained with {key} {stored[key]!r}, this "
-                            f"reproduction's plan has {plan.get(key, model)!r}: it belongs "
-                            "to another reproduction; choose another --out")
+                            f"reproduction's plan has {expected[key]!r}: it belongs to "
+                            "another reproduction; choose another --out")
     run = checkpoint["run"] or {"epoch": checkpoint["epoch"] + 1, "step": 0,
                                 "phase": "train"}
     completed = int(run["epoch"]) - 1
@@ -295,9 +295,10 @@ def next_action(statuses: list, record: dict, plan: dict) -> str:
         entry = record["models"].get(model, {})
         if status["state"] == "done":
             continue
-        if entry.get("state") == "failed":
-            return f"retry {model} from {position(status, plan['epochs'])} (it failed: " \
-                   f"{entry['error']})"
+        if "error" in entry:
+            where = "the start" if status["state"] == "waiting" else \
+                position(status, plan["epochs"])
+            return f"retry {model} from {where} (it failed: {entry['error']})"
         if status["state"] == "waiting":
             return f"start {model}"
         return f"continue {model} at {position(status, plan['epochs'])}"
@@ -332,9 +333,8 @@ def save_progress(out: str, record: dict, statuses: list, plan: dict) -> None:
     for status in statuses:
         entry = models.setdefault(status["model"], {"seconds": 0.0, "calls": 0,
                                                     "devices": []})
-        if entry.get("state") != "failed" or status["state"] == "done":
+        if "error" not in entry:  # a failed model stays 'failed' until it is retried
             entry["state"] = status["state"]
-            entry.pop("error", None)
         entry.update(epochs_done=status["epoch"] - 1 if status["state"] != "waiting" else 0,
                      position=position(status, plan["epochs"]))
     training = next((s for s in statuses if s["state"] != "done"), None)
@@ -377,6 +377,8 @@ def row(config: dict, observed: dict, device: str, smoke: bool) -> str:
     wall = hours_minutes(observed["wall"])
     if observed.get("calls", 1) > 1:
         wall += f" over {observed['calls']} calls"
+    elif observed.get("calls", 1) == 0:  # trained before the progress file knew of it
+        wall += " (training steps only)"
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     model = config["model"] + (" (smoke)" if smoke else "")
     percent = {k: f"{100 * observed[k]:.2f}%"
@@ -508,6 +510,8 @@ def finish_model(out: str, status: dict, record: dict, config: dict, results: st
         return
     if "row" not in entry:
         seen = {**observed(status), "wall": entry["seconds"], "calls": entry["calls"]}
+        if not entry["calls"]:
+            seen["wall"] = sum(h.get("seconds") or 0.0 for h in status["history"])
         entry["row"] = row(config, seen, " + ".join(entry["devices"]) or "unrecorded",
                            smoke)
         write_text(os.path.join(out, "progress.json"), json.dumps(record, indent=1) + "\n")
@@ -674,6 +678,7 @@ def run_call(args, out, plan, record, statuses, configs, results, where, call, e
             checkpoint = os.path.join(out, model, "checkpoint.mr")
             resume = {"resume": checkpoint} if status["state"] == "training" else {}
             print(f"\n== {model} ({position(status, plan['epochs'])}) on {where}", flush=True)
+            entry.pop("error", None)
             began = time.perf_counter()
             failure = None
             try:

@@ -263,6 +263,27 @@ def test_a_signal_before_training_stops_after_one_step_and_resumes_exactly(
     assert_same_reproduction(reference, str(tmp_path))
 
 
+def test_a_run_started_by_hand_with_its_printed_command_is_continued(reference, tmp_path,
+                                                                     capsys):
+    """The dry run prints each model's `minires train` command; a run started with it
+    and stopped is taken up by the next call, and the result is the same."""
+    import shlex
+
+    from minires import cli
+    from minires.train.interrupt import stop_when
+
+    assert script.main([*PLAN, "--device", "cpu", "--out", str(tmp_path), "--dry-run"]) == 0
+    command = capsys.readouterr().out.splitlines()[0].split("    #")[0]
+    looks = itertools.count(1).__next__
+    with stop_when(lambda: looks() >= 2), pytest.raises(SystemExit) as stopped:
+        cli.main([*shlex.split(command)[1:], "--no-progress"])
+    assert stopped.value.code == 130  # stopped and saved, as by Ctrl-C
+    assert not (tmp_path / "progress.json").exists()
+    assert call(tmp_path, budget=10**9) == script.FINISHED
+    assert "mlp: epoch 1/2, step 2 of 3 -> all 2 epochs done" in capsys.readouterr().out
+    assert_same_reproduction(reference, str(tmp_path))
+
+
 def test_a_real_time_budget_stops_the_call_to_be_continued(tmp_path):
     argv = [*PLAN, "--device", "cpu", "--out", str(tmp_path), "--no-progress",
             "--time-budget", "0.05"]
@@ -305,7 +326,7 @@ def test_a_failed_model_stops_the_call_and_the_next_call_retries_it(reference, t
     monkeypatch.undo()
     record = progress(tmp_path)
     assert record["status"] == "failed" and record["models"]["mlp"]["state"] == "failed"
-    assert record["next"] == "retry mlp from not started (it failed: the training loss " \
+    assert record["next"] == "retry mlp from the start (it failed: the training loss " \
         "became nan at epoch 1, step 2)"
     assert call(tmp_path, budget=10**9) == script.FINISHED
     assert progress(tmp_path)["models"]["mlp"]["state"] == "done"
