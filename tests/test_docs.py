@@ -161,29 +161,30 @@ def test_results_table_has_the_reproduction_script_columns():
 
 
 def test_reproduction_script_keeps_the_table_whole(tmp_path, monkeypatch):
-    """Two invocations, each finishing plain-20 and plain-56: four rows in one table, and
-    the degradation comparisons in their own file."""
+    """Two reproductions, each finishing plain-20 and plain-56, append to one results
+    file: four rows in one table; each one's degradation comparison is in its own file."""
     script = reproduce_script()
 
-    def fake_run(config):
-        deep = config["model"] == "plain56"
-        history = [{"epoch": 1, "test_acc": 0.80 if deep else 0.90,
-                    "train_acc": 0.85 if deep else 0.95, "seconds": 1.0}]
-        return {"wall": 1.0, "resumed": False, "first_epoch_here": 1, "history": history,
-                "final_test_acc": history[-1]["test_acc"], "best_test_acc": 0.9,
-                "final_train_error": 1 - history[-1]["train_acc"], "train_seconds": 1.0}
+    def finished(out, model, plan):
+        deep = model == "plain56"
+        history = [{"epoch": 1, "test_acc": 0.80 if deep else 0.90, "test_loss": 0.5,
+                    "train_acc": 0.85 if deep else 0.95, "train_loss": 0.4}]
+        return {"model": model, "state": "done", "epoch": 2, "step": 0, "phase": "train",
+                "steps": 391, "history": history, "global_step": 391}
 
-    monkeypatch.setattr(script, "run_one", fake_run)
+    monkeypatch.setattr(script, "model_status", finished)
     results = tmp_path / "results.md"
-    for _ in range(2):
-        assert script.main(["--models", "plain20,plain56", "--device", "cpu", "--out",
-                            str(tmp_path / "runs"), "--results", str(results)]) == 0
+    for run in ("a", "b"):
+        assert script.main(["--models", "plain20,plain56", "--epochs", "1", "--device", "cpu",
+                            "--out", str(tmp_path / run), "--results", str(results),
+                            "--no-progress"]) == 0
     text = results.read_text()
     assert_only_rows_follow(text, script.HEADER)
     assert text.count("| plain56 |") == 2 and text.count("| plain20 |") == 2
-    summary = (tmp_path / "runs" / "degradation.md").read_text().splitlines()
-    assert len(summary) == 2 and "plain56 vs plain20" in summary[0], summary
-    assert "WORSE (degradation)" in summary[0], summary
+    for run in ("a", "b"):
+        summary = (tmp_path / run / "degradation.md").read_text().splitlines()
+        assert len(summary) == 1 and "plain56 vs plain20" in summary[0], summary
+        assert "WORSE (degradation)" in summary[0], summary
 
 
 def test_the_reproduction_commands_run_the_same_configuration(monkeypatch, capsys):

@@ -6,15 +6,33 @@ used. So while ``fit`` runs, SIGINT and SIGTERM only set a flag; the loop looks 
 after each whole step (forward, backward, optimizer step, scheduler step) and between
 evaluation batches, saves a checkpoint there and stops. A second signal stops at once,
 without saving (the previous checkpoint stays as it was).
+
+``stop_when`` adds other reasons to stop the same way, such as a wall-clock budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_CONDITIONS: list = []  # (check, reason) pairs that stop_when adds; every request polls them
+
+
+@contextlib.contextmanager
+def stop_when(check, reason: str = "time budget"):
+    """Within the block, a ``StopRequest`` also counts as requested once ``check()`` is
+    true: ``fit`` stops at the next step boundary and saves, as after SIGTERM, and its
+    ``TrainingInterrupted`` gives ``reason`` as the signal. ``check`` is called after
+    every step and evaluation batch, so it must be cheap (``time.monotonic() > end``)."""
+    entry = (check, reason)
+    _CONDITIONS.append(entry)
+    try:
+        yield
+    finally:
+        _CONDITIONS.remove(entry)
 
 
 class StopRequest:
@@ -31,6 +49,8 @@ class StopRequest:
         self._previous = {}
 
     def requested(self) -> bool:
+        if self.signal is None:
+            self.signal = next((reason for check, reason in _CONDITIONS if check()), None)
         return self.signal is not None
 
     def _handle(self, signum, frame) -> None:
