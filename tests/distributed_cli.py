@@ -77,6 +77,8 @@ def audit(folder: str, out: str) -> None:
 
         def watched(path, *args, _name=name, _original=original, **kwargs):
             note(_name, path)
+            if _name in ("replace", "rename"):
+                note(_name, args[0] if args else kwargs.get("dst"))
             return _original(path, *args, **kwargs)
 
         setattr(os, name, watched)

@@ -257,7 +257,7 @@ def distribute(model, config: dict, world: World, train_loader, test_loader):
     shared = {k: v for k, v in config.items() if k not in PER_MACHINE}
     shared["images"] = [len(train_loader.dataset), len(test_loader.dataset)]
     try:
-        dist.check_same_on_all_ranks(shared, "the settings of minires train")
+        dist.check_same_on_all_ranks(shared, "a setting of minires train")
         wrapped = dist.DistributedDataParallel(model)
     except RuntimeError as error:  # raised on every rank, from what all ranks gathered
         agreed = ConfigError(one_line(error))
