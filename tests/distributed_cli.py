@@ -106,7 +106,7 @@ def main() -> None:
         if option == "--signal":
             step, name = rest.split(":")
             number = getattr(signal, name)
-            after_step(int(step), lambda: os.kill(os.getpid(), number))
+            after_step(int(step), lambda number=number: os.kill(os.getpid(), number))
         elif option == "--raise":
             step, kind = rest.split(":")
 
