@@ -77,7 +77,10 @@ class World:
         several processes and none is joined yet (which also installs the hook that
         ends every rank when one raises)."""
         if not dist.is_initialized() and (dist.launcher_world_size() or 1) > 1:
-            dist.init_process_group()
+            try:
+                dist.init_process_group()
+            except RuntimeError as error:  # no mpi4py under mpiexec: say what to install
+                raise ConfigError(one_line(error)) from None
         return cls(dist.default_group() if dist.is_initialized() else None)
 
     @classmethod
