@@ -118,13 +118,11 @@ class World:
         return None, None
 
     def agree(self, error: BaseException | None = None) -> None:
-        """The first collective of a run: every rank says whether its setup failed.
-        If any rank's did, every rank raises: the failed ranks their own error, the
-        others a ``RankError`` (or, for an error that is not a user's mistake, a
+        """The first collective of a run: every rank says whether its setup failed
+        (``error``, which the caller then raises). If any rank's did, every other rank
+        raises a ``RankError`` (or, for an error that is not a user's mistake, a
         RuntimeError) with the first failed rank's message. Does nothing once agreed."""
         if self._agreed:
-            if error is not None:
-                raise error
             return
         self._agreed = True
         report = None
@@ -135,8 +133,8 @@ class World:
         if failed is None:
             return
         if error is not None:
-            error.on_every_rank = True
-            raise error
+            error.on_every_rank = True  # the caller raises it: so do all the others
+            return
         message = f"rank {rank}: {failed['message']}"
         agreed = RankError(message) if failed["user"] else RuntimeError(
             f"rank {rank} failed during setup: {failed['type']}: {failed['message']}")

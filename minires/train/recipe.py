@@ -419,7 +419,7 @@ def run_training(**settings) -> dict:
         try:
             return _run_training(world, **settings)
         except BaseException as error:
-            world.agree(error)  # before training: every rank raises this rank's error
+            world.agree(error)  # before training: every other rank raises it too
             raise
 
 
