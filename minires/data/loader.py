@@ -35,9 +35,8 @@ the batch a single process would see. Image ``i`` of global batch ``b`` is there
 cropped and flipped the same way whatever the number of ranks, and ``len()``,
 ``state_dict()`` and ``load_state_dict`` count global batches, so a position saved with
 any number of ranks resumes with any other. The price: each rank augments the whole
-global batch to keep its own rows (a few milliseconds per CIFAR batch of 128 on a CPU,
-against the hundreds a training step takes); without random transforms it loads only
-its own rows.
+global batch to keep its own rows (a crop and a flip per image: little next to a
+forward and backward pass); without random transforms it loads only its own rows.
 """
 
 from __future__ import annotations
