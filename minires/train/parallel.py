@@ -11,9 +11,9 @@ Each is one small collective at a point where the loop waits anyway:
 * **Stopping.** After every step the ranks all-reduce one integer, "did a signal reach
   any of us?" (``World.any``), so a SIGINT or SIGTERM that reaches one rank stops every
   rank after the same step. It is 4 bytes on the host: the ranks already meet in the
-  step's gradient all-reduce, so it adds one MPI latency per step (tens of
-  microseconds on one machine, against a step of tens to hundreds of milliseconds) and
-  never waits for a GPU.
+  step's gradient all-reduce, so it adds one MPI latency per step (at most the first
+  row of ``python benchmarks/bench_distributed.py --sweep-only``: small next to a step)
+  and never waits for a GPU.
 * **Sums and NaN.** Where the loop reads its running loss and accuracy back from the
   device anyway (every ``log_every`` steps and at the end of an epoch), one all-gather
   of three numbers per rank combines them (``World.read_sums``): the logged and saved
