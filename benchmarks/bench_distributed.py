@@ -2,6 +2,7 @@
 2 MPI processes x 1 thread each (DistributedDataParallel), and what an all-reduce costs.
 
     python benchmarks/bench_distributed.py [--batch-size 128] [--steps 10] [--warmup 2]
+                                           [--cli-steps 4]
     python benchmarks/bench_distributed.py --sweep-only     # the all-reduce table alone
 
 Both runs train on the same global batch (128 = 1 x 128 = 2 x 64), so images/s compare
@@ -11,7 +12,13 @@ is the time the host spent starting and waiting for gradient all-reduces
 (``ddp.comm_seconds``). PyTorch runs the same network (benchmarks/bench_resnet_cpu.py)
 in one process and with its own DistributedDataParallel over gloo, for reference.
 
-The second table times ``Allreduce`` of float32 arrays of growing size between 2
+The second table runs the whole ``minires train`` command (loader, augmentation, the
+loop with its agreed stop flag and combined sums, evaluation, files) on the CIFAR-10
+sample for one epoch of ``--cli-steps`` global batches: 1 process x 2 threads against
+``--nproc 2`` (2 x 1). Its images/s are the training steps' (from metrics.jsonl, first
+step included: no warm-up), so they sit a little below the first table's.
+
+The third table times ``Allreduce`` of float32 arrays of growing size between 2
 processes: the fixed cost of a call against the bandwidth, which is how the default
 bucket size of DistributedDataParallel was chosen.
 
@@ -194,6 +201,39 @@ def print_training_table(args) -> None:
               f"| {r['seconds_per_step'] * 1e3:.0f} | {comm_text} |", flush=True)
 
 
+def train_command(procs: int, threads: int, args) -> dict | None:
+    """One epoch of ``minires train`` on ``procs`` processes -> its metrics row (None,
+    with the reason printed, if it failed)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    out = tempfile.mkdtemp()
+    command = [sys.executable, "-m", "minires", "train", "--model", args.model, "--dataset",
+               "cifar10-sample", "--limit-train", str(args.batch_size * args.cli_steps),
+               "--batch-size", str(args.batch_size), "--epochs", "1", "--no-progress",
+               "--out", out] + (["--nproc", str(procs)] if procs > 1 else [])
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    metrics = os.path.join(out, "metrics.jsonl")
+    if run.returncode != 0 or not os.path.exists(metrics):
+        print(f"  (minires train {procs}x{threads} failed: {run.stderr.strip()[-500:]})")
+        return None
+    with open(metrics) as f:
+        return json.loads(f.readline())
+
+
+def print_command_table(args) -> None:
+    print(f"\nminires train (the whole command): {args.model} on the CIFAR-10 sample, global "
+          f"batch {args.batch_size}, one epoch of {args.cli_steps} steps")
+    print("| run | processes x threads | images/s (training steps) | seconds of training |")
+    print("|---|---|---|---|")
+    for label, procs, threads in (("minires train", 1, 2),
+                                  ("minires train --nproc 2", 2, 1)):
+        row = train_command(procs, threads, args)
+        if row is not None:
+            print(f"| {label} | {procs} x {threads} | {row['images_per_s']:.0f} | "
+                  f"{row['seconds']:.1f} |", flush=True)
+
+
 def print_sweep_table(args) -> None:
     r = launch("sweep", 2, 1, args)
     if r is None:
@@ -213,6 +253,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--cli-steps", type=int, default=4,
+                        help="steps of the minires train rows (0: leave them out)")
     parser.add_argument("--sweep-only", action="store_true")
     parser.add_argument("--worker", choices=["minires", "torch", "sweep"], help=argparse.SUPPRESS)
     parser.add_argument("--overlap", type=int, default=1, help=argparse.SUPPRESS)
@@ -229,6 +271,8 @@ def main() -> None:
         parser.error("--batch-size must be even: it is split between 2 processes")
     if not args.sweep_only:
         print_training_table(args)
+        if args.cli_steps > 0:
+            print_command_table(args)
     print_sweep_table(args)
 
 

@@ -74,19 +74,41 @@ def _train_parser(commands) -> None:
     p.add_argument("--freeze", action="store_true", default=None,
                    help="with --init-from: train only the classifier head")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    _parallel_options(p)
 
 
-def _train(args) -> None:
-    from .train import run_training
+def _parallel_options(p) -> None:
+    """Data-parallel training (minires/train/parallel.py, docs/distributed.md)."""
+    q = p.add_argument_group(
+        "data-parallel", "Run under `mpiexec -n N minires train ...` (or with --nproc N) "
+        "to train on N processes: --batch-size and --lr are those of the global batch, "
+        "which each step splits among the processes; rank 0 alone prints and writes.")
+    q.add_argument("--nproc", type=int, metavar="N", help="start N processes on this "
+                   "machine with mpiexec (each with its share of the cores)")
+    q.add_argument("--sync-bn", action="store_true", default=None, help="BatchNorm with "
+                   "the statistics of the global batch (SyncBatchNorm): the run then equals "
+                   "one process with the whole batch, up to rounding")
+
+
+def _train(args, argv: list) -> None:
+    from .distributed import launcher_world_size
+    from .train import launch, parallel, run_training
 
     config = {k: v for k, v in vars(args).items() if v is not None and k != "command"}
+    nproc = config.pop("nproc", None)
+    if nproc is not None:
+        launch.check_nproc(nproc, launcher_world_size())
+        if nproc > 1 and launcher_world_size() is None:
+            launch.relaunch(nproc, argv)  # does not return
+    world = parallel.World.join()  # under mpiexec: this process is one of its ranks
     # A diverging run ends in one line naming where (NonFiniteError), not in a stream
     # of NumPy's overflow warnings first.
     with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
         result = run_training(**config)
-    print(f"test accuracy: {100 * result['test_acc']:.2f}%")
-    print(f"checkpoint: {result['checkpoint']}\nlog:        {result['log']}\n"
-          f"plot:       {result['plot']}")
+    if world.writes:
+        print(f"test accuracy: {100 * result['test_acc']:.2f}%")
+        print(f"checkpoint: {result['checkpoint']}\nlog:        {result['log']}\n"
+              f"plot:       {result['plot']}")
 
 
 def _eval(args) -> None:
@@ -269,11 +291,12 @@ def main(argv=None) -> None:
     demo.add_argument("--steps", type=int, default=150)
     _course_parsers(commands)
     _gradients_parser(commands)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     user_errors = (ConfigError, CheckpointError, DatasetError, OSError, ValueError)
     try:
         if args.command == "train":
-            _train(args)
+            _train(args, argv)
         elif args.command == "eval":
             _eval(args)
         elif args.command == "info":
@@ -293,20 +316,39 @@ def main(argv=None) -> None:
             print(f"loss fell from {losses[0]:.3f} to {sum(losses[-10:]) / 10:.3f} "
                   "(mean of the last 10 steps)")
     except TrainingInterrupted as stop:
-        print(f"minires: {stop}", file=sys.stderr)
-        sys.exit(143 if stop.signal == "SIGTERM" else 130)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        _report(f"minires: {stop}", stop, 143 if stop.signal == "SIGTERM" else 130)
+    except KeyboardInterrupt as stop:  # a second signal: stopped at once, nothing saved
+        _report(None, stop, 130)
     except NonFiniteError as error:
         if os.environ.get("MINIRES_DEBUG"):
             raise
-        print(f"minires: error: {_one_line(error)}", file=sys.stderr)
-        sys.exit(1)
+        _report(f"minires: error: {_one_line(error)}", error, 1)
     except user_errors as error:
         if os.environ.get("MINIRES_DEBUG"):
             raise
-        print(f"minires: error: {_one_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        _report(f"minires: error: {_one_line(error)}", error, 2)
+
+
+def _report(message: str | None, error: BaseException, status: int):
+    """Print ``message`` (if any) and exit with ``status``. With several ranks
+    (mpiexec): an error that every rank raised alike is printed by rank 0; one of this
+    rank alone ends every rank (MPI_Abort), since the others would wait for it forever."""
+    from . import distributed as dist
+
+    several = dist.is_initialized() and dist.get_world_size() > 1
+    if several:
+        from .distributed import faults
+        from .train.parallel import on_every_rank
+
+        rank, size = dist.get_rank(), dist.get_world_size()
+        if not on_every_rank(error):
+            faults.abort(message or "minires: stopped at once, without saving", rank, size,
+                         status)
+        if rank != 0:
+            message = None
+    if message:
+        print(message, file=sys.stderr)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

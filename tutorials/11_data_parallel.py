@@ -327,6 +327,15 @@ else:
 # (docs/distributed.md). And for throughput on a CPU, compare 1 process with 2 threads
 # against 2 processes with 1 thread each: `python benchmarks/bench_distributed.py`.
 #
+# The `minires train` command does all of this for you, and what a real run needs
+# besides: `mpiexec -n 2 minires train --sync-bn ...` (or `minires train --nproc 2
+# --sync-bn ...`) splits each global batch of `--batch-size` among the processes, with
+# its augmentation drawn for the whole batch so that every image is cropped as in one
+# process; rank 0 alone writes; a Ctrl-C that reaches one process stops all of them
+# after the same step; the checkpoint resumes on any number of processes; and the test
+# set is evaluated in shards. `minires/train/parallel.py` says where the processes
+# agree, and what each agreement costs.
+#
 # ## Exercises
 #
 # 1. Make the loss a *sum* over the batch instead of a mean. What should

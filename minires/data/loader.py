@@ -26,6 +26,17 @@ Randomness is a function of the position, never of what ran before:
 So ``state_dict()`` is three integers (seed, epoch, batches already yielded), and
 ``load_state_dict`` resumes exactly mid-epoch: the same images, augmented the same way,
 with no generator state to save.
+
+Data-parallel training (``num_replicas`` ranks, this one ``rank``): ``batch_size`` is
+the *global* batch. Every rank walks through the same global batches (the same order,
+the same keyed augmentation, drawn for the whole global batch) and yields its share of
+each, rows ``rank, rank + num_replicas, ...``: disjoint, unpadded, and together exactly
+the batch a single process would see. Image ``i`` of global batch ``b`` is therefore
+cropped and flipped the same way whatever the number of ranks, and ``len()``,
+``state_dict()`` and ``load_state_dict`` count global batches, so a position saved with
+any number of ranks resumes with any other. The price: each rank augments the whole
+global batch to keep its own rows (a crop and a flip per image: little next to a
+forward and backward pass); without random transforms it loads only its own rows.
 """
 
 from __future__ import annotations
@@ -49,6 +60,10 @@ class DataLoader:
     A ``sampler`` (``sampler.order(epoch)`` and ``len(sampler)``) replaces the loader's
     own order, e.g. a ``minires.distributed.DistributedSampler``.
 
+    ``num_replicas`` and ``rank`` split every global batch of ``batch_size`` among the
+    ranks of a data-parallel run (see the module's docstring); ``global_batch_size(b)``
+    is the size of global batch ``b`` before the split.
+
     Datasets with ``.data``/``.targets`` arrays are batched by fancy indexing; any other
     dataset (``__len__`` and ``__getitem__`` returning ``(image, label)``) works too, one
     item at a time (slow, and its own ``__getitem__`` applies its transform).
@@ -56,7 +71,7 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = None, transform=None,
-                 device=None, sampler=None):
+                 device=None, sampler=None, num_replicas: int = 1, rank: int = 0):
         if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
                 or batch_size < 1):
             raise ValueError(
@@ -65,6 +80,7 @@ class DataLoader:
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler and shuffle=True exclude each other; the "
                              "sampler decides the order")
+        self.num_replicas, self.rank = _replicas(num_replicas, rank, sampler, batch_size)
         self.sampler = sampler  # e.g. a DistributedSampler: it gives each epoch's order
         self.dataset = dataset
         self.batch_size = int(batch_size)
@@ -80,10 +96,30 @@ class DataLoader:
         self.epoch = 0  # the epoch the next iter() runs
         self._start_batch = 0  # where that epoch starts (nonzero only after load_state_dict)
         self._current = None  # [epoch, batches yielded] of the epoch being iterated
+        if self.num_replicas > 1 and len(self):
+            smallest = self.global_batch_size(len(self) - 1)
+            if smallest < self.num_replicas:
+                raise ValueError(
+                    f"DataLoader: a global batch of {smallest} image(s) (the last of each "
+                    f"epoch: {self._samples()} images in batches of {self.batch_size}) "
+                    f"cannot give each of {self.num_replicas} ranks an image; choose "
+                    "another batch_size, or drop_last=True")
+
+    def _samples(self) -> int:
+        return len(self.sampler if self.sampler is not None else self.dataset)
 
     def __len__(self) -> int:
-        n = len(self.sampler if self.sampler is not None else self.dataset)
+        n = self._samples()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def global_batch_size(self, index: int) -> int:
+        """The number of images in batch ``index`` of every epoch, all ranks together
+        (``batch_size``, except a last, smaller batch when ``drop_last`` is False)."""
+        return max(0, min(self.batch_size, self._samples() - int(index) * self.batch_size))
+
+    def rank_batch_size(self, index: int) -> int:
+        """This rank's share of batch ``index``: the rows ``rank, rank + num_replicas, ...``."""
+        return len(range(self.rank, self.global_batch_size(index), self.num_replicas))
 
     # ----------------------------------------------------------------- order
     def order(self, epoch: int) -> numpy.ndarray:
@@ -106,14 +142,28 @@ class DataLoader:
     def _epoch(self, current: list):
         epoch, start = current
         order = self.order(epoch)
+        own = slice(self.rank, None, self.num_replicas)  # this rank's rows of each batch
+        whole = self.num_replicas == 1 or self._draws_random_numbers()
         for b in range(start, len(self)):
             indices = order[b * self.batch_size: (b + 1) * self.batch_size]
             with backend.random_stream("DataLoader", self.seed, epoch, b):
-                batch = self._batch(indices)
+                # the random draws are those of the whole global batch, on every rank
+                batch = self._batch(indices if whole else indices[own])
+            if whole and self.num_replicas > 1:
+                batch = tuple(Tensor(_rows(t.data, own)) for t in batch)
             current[1] = b + 1  # counted before the yield: state_dict() in the loop body
             yield batch  # then resumes after this batch
         if self._current is current:
             self._current = None  # finished: state_dict() now points at the next epoch
+
+    def _draws_random_numbers(self) -> bool:
+        """Whether building a batch may draw random numbers: any transform may, and so
+        may a generic dataset's ``__getitem__``. Only a ``.data`` array dataset without
+        transforms certainly does not."""
+        arrays = isinstance(getattr(self.dataset, "data", None), numpy.ndarray) and \
+            isinstance(getattr(self.dataset, "targets", None), numpy.ndarray)
+        return not arrays or self.transform is not None or \
+            getattr(self.dataset, "transform", None) is not None
 
     def _batch(self, indices):
         data = getattr(self.dataset, "data", None)
@@ -162,5 +212,29 @@ class DataLoader:
         self._current = None
 
     def __repr__(self) -> str:
+        split = (f", num_replicas={self.num_replicas}, rank={self.rank}"
+                 if self.num_replicas > 1 else "")
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last}, device={self.device!r})")
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, device={self.device!r}"
+                f"{split})")
+
+
+def _rows(array, rows: slice):
+    return backend.array_module(array).ascontiguousarray(array[rows])
+
+
+def _replicas(num_replicas, rank, sampler, batch_size: int) -> tuple:
+    for name, value in (("num_replicas", num_replicas), ("rank", rank)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"DataLoader: {name} must be an integer, got {value!r}")
+    if num_replicas < 1 or not 0 <= rank < num_replicas:
+        raise ValueError(f"DataLoader: rank {rank} is not in a world of {num_replicas} "
+                         "replicas (expected num_replicas >= 1 and 0 <= rank < num_replicas)")
+    if num_replicas > 1 and sampler is not None:
+        raise ValueError("DataLoader: num_replicas and a sampler exclude each other: either "
+                         "split each global batch here, or let a DistributedSampler give each "
+                         "rank its own samples")
+    if num_replicas > batch_size:
+        raise ValueError(f"DataLoader: a global batch_size of {batch_size} cannot give each "
+                         f"of {num_replicas} ranks an image")
+    return int(num_replicas), int(rank)

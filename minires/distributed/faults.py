@@ -5,6 +5,8 @@ for it forever: MPI has no timeout. ``install()`` replaces ``sys.excepthook`` so
 uncaught exception prints its traceback, each line marked with the rank, and then
 calls ``MPI_Abort``, which makes the launcher (``mpiexec``) end every process of the
 job with a non-zero exit status. ChainerMN does the same (its ``global_except_hook``).
+``abort()`` does it for an error that a program catches and reports itself (the
+``minires`` command's one-line errors).
 """
 
 from __future__ import annotations
@@ -41,3 +43,16 @@ def _make_hook(rank: int, size: int):
         MPI.COMM_WORLD.Abort(1)
 
     return abort_every_rank
+
+
+def abort(message: str, rank: int, size: int, code: int = 1):
+    """End every rank of the job now: print ``message`` marked with this rank, then
+    ``MPI_Abort`` with ``code`` (mpiexec's exit status). For errors that a program
+    catches itself (and so never reach the exception hook) on one rank only."""
+    sys.stdout.flush()
+    sys.stderr.write(f"[rank {rank}/{size}] {message}\n")
+    sys.stderr.write(f"[rank {rank}/{size}] ending all {size} ranks (MPI_Abort)\n")
+    sys.stderr.flush()
+    from mpi4py import MPI
+
+    MPI.COMM_WORLD.Abort(code)

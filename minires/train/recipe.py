@@ -34,6 +34,7 @@ from ..data import transforms as T
 from ..models import get_model, list_models
 from ..optim import SGD, Adam, AdamW, lr_scheduler
 from ..serialization import CheckpointError, load
+from . import parallel
 from .checkpoint import FORMAT, load_checkpoint, restore, run_state
 from .errors import ConfigError
 from .loop import evaluate, fit, json_line
@@ -47,6 +48,8 @@ DEFAULTS = {
     "init_from": None, "freeze": False, "progress": True, "limit_train": None,
     "matmul_precision": "highest",
 }
+# Data-parallel training (parallel.py): BatchNorm statistics over the global batch
+DEFAULTS["sync_bn"] = False
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("multistep", "cosine", "onecycle", "constant")
 # What a resumed run may change: where and how long it runs, never what it computes.
@@ -137,7 +140,10 @@ def normalisation(dataset: str):
     return T.Normalize(T.CIFAR10_MEAN, T.CIFAR10_STD)
 
 
-def make_loaders(config: dict):
+def make_loaders(config: dict, world=None):
+    """The train and test loaders; with several ranks (``world``) the train loader
+    gives this rank its share of every global batch of ``batch_size``."""
+    world = world if world is not None else parallel.World()
     name, root = config["dataset"], config["data_root"]
     train_set = get_dataset(name, train=True, root=root, download=config["download"])
     test_set = get_dataset(name, train=False, root=root, download=config["download"])
@@ -148,9 +154,10 @@ def make_loaders(config: dict):
     normalize = normalisation(name)
     augment = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] \
         if config["augment"] and name.startswith("cifar") else []
+    parallel.check_settings(config, len(train_set), world)
     train = DataLoader(train_set, config["batch_size"], shuffle=True, drop_last=False,
                        seed=config["seed"], transform=T.Compose([*augment, normalize]),
-                       device=config["device"])
+                       device=config["device"], num_replicas=world.size, rank=world.rank)
     test = DataLoader(test_set, 500, shuffle=False, seed=0, transform=normalize,
                       device=config["device"])
     return train, test
@@ -401,7 +408,22 @@ def run_training(**settings) -> dict:
     ``overwrite`` (replace the run already in ``out``). A setting left out, or None where
     the default is None, takes the default (on resume: the checkpoint's value).
     Everything is checked before anything is trained or written.
+
+    Started by an MPI launcher (``mpiexec -n R``), every rank calls it alike and they
+    train one run data-parallel: ``batch_size`` and ``lr`` are those of the global
+    batch, rank 0 alone prints and writes, a mistake found on one rank ends every rank
+    with its message (``parallel.py``).
     """
+    world = parallel.World.join()  # one process without a launcher
+    with parallel.rank0_output(world):
+        try:
+            return _run_training(world, **settings)
+        except BaseException as error:
+            world.agree(error)  # before training: every other rank raises it too
+            raise
+
+
+def _run_training(world, **settings) -> dict:
     settings = dict(settings)
     resume = settings.pop("resume", None)
     overwrite = bool(settings.pop("overwrite", False))
@@ -431,23 +453,24 @@ def run_training(**settings) -> dict:
                               f"--epochs {config['epochs']} leaves nothing to train. Pass "
                               "a larger --epochs to train on (the schedule is then "
                               "re-planned), or evaluate it with `minires eval`")
-    check_out_dir(config["out"], resume, overwrite)  # refuse early, claim once all is checked
+    if world.writes:  # refuse early, claim once all is checked
+        check_out_dir(config["out"], resume, overwrite)
     weights = None
     if config["init_from"] and checkpoint is None:
         weights = read_weights(config["init_from"])
     previous_precision = backend.get_float32_matmul_precision()
     backend.set_float32_matmul_precision(config["matmul_precision"])
     try:
-        return _train(config, checkpoint, run, resume, overwrite, weights)
+        return _train(config, checkpoint, run, resume, overwrite, weights, world)
     finally:  # the setting is global: leave it as the caller had it
         backend.set_float32_matmul_precision(previous_precision)
 
 
-def _train(config: dict, checkpoint, run, resume, overwrite: bool, weights) -> dict:
+def _train(config: dict, checkpoint, run, resume, overwrite: bool, weights, world) -> dict:
     """``run_training`` once its settings are checked: build, restore, train."""
     out = config["out"]
     backend.manual_seed(config["seed"])
-    train_loader, test_loader = make_loaders(config)
+    train_loader, test_loader = make_loaders(config, world)
     model = build_model(config["model"], train_loader.dataset).to(config["device"])
     check_model_takes(model, config["model"], config["dataset"], train_loader.dataset,
                       config["device"])
@@ -482,13 +505,15 @@ def _train(config: dict, checkpoint, run, resume, overwrite: bool, weights) -> d
         run = RunState(seed=config["seed"])
         print(f"training {config['model']} on {config['dataset']} for {config['epochs']} "
               f"epochs of {len(train_loader)} steps; writing to {out}", flush=True)
-    prepare_out_dir(out, resume, overwrite, run.history)
+    if world.writes:
+        prepare_out_dir(out, resume, overwrite, run.history)
+    model = parallel.distribute(model, config, world, train_loader, test_loader)
     saved = {k: v for k, v in config.items() if k != "progress"}
     history = fit(model, optimizer, train_loader, test_loader, config["epochs"],
                   scheduler=scheduler, step_per_batch=per_batch, out_dir=out, config=saved,
                   progress=config["progress"], run=run)
     test_acc = history[-1]["test_acc"] if history else evaluate(model, test_loader)["acc"]
     files = _run_files(out)
-    return {"history": history, "test_acc": test_acc, "model": model,
+    return {"history": history, "test_acc": test_acc, "model": parallel.unwrap(model),
             "checkpoint": files["checkpoint.mr"], "log": files["metrics.jsonl"],
             "plot": files["curves.png"], "init": report}
