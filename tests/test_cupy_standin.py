@@ -175,6 +175,18 @@ def test_standin_defines_only_names_the_real_cupy_has(standin):
     assert not extra, f"the stand-in offers what CuPy {real['version']} lacks: {extra}"
 
 
+def test_standin_random_classes_take_the_real_signatures(standin, cp):
+    """The stand-in's cupy.random classes take the parameters (names, kinds, which have
+    defaults) of the real CuPy's, as the API list records them."""
+    import inspect
+
+    for name in ("XORWOW", "MRG32k3a", "Philox4x3210", "Generator"):
+        real = api()["modules"]["cupy.random"][name]["parameters"]
+        ours = [[p.name, p.kind.name.lower(), p.default is not inspect.Parameter.empty]
+                for p in inspect.signature(getattr(cp.random, name)).parameters.values()]
+        assert ours == real, f"cupy.random.{name}: {ours} != {real}"
+
+
 def test_api_list_is_cupy_14_and_names_what_minires_calls(standin):
     real = api()
     assert real["version"].startswith("14.") and real["package"] == "cupy-cuda12x"
