@@ -31,6 +31,13 @@ NEEDS_REAL_GPU = {
 }
 
 
+def pytest_report_header(config):
+    from minires.opspec import run_seed
+
+    return f"op spec samples drawn with seed {run_seed()} (MINIRES_SPEC_SEED={run_seed()} " \
+        "draws them again)"
+
+
 def pytest_collection_modifyitems(config, items):
     if not STANDIN:
         return

@@ -264,7 +264,7 @@ print(f"gradcheck caught {caught} of {len(bugs)} wrong backward passes")
 # ReLU has no derivative at 0. If an input sits exactly on (or within `eps` of) the
 # kink, the central difference straddles it and returns a half-way slope, while
 # backward returns 0 or 1: a false alarm. Test inputs are therefore drawn away from
-# kinks: minires's op registry (`tests/op_registry.py`) keeps ReLU inputs at least 0.1
+# kinks: minires's op specs (`minires/opspec/`) keep ReLU inputs at least 0.1
 # from zero and gives max and max-pool inputs distinct values, so no maximum is a
 # near-tie.
 
