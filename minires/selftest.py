@@ -1,15 +1,18 @@
 """Check a minires installation on a device: ``python -m minires.selftest --device cuda``.
 
-The test suite is not installed with the package, so this module carries the checks
-that prove minires works on a new machine, above all on a GPU:
+The test suite is not installed with the package; this module runs the checks that
+prove minires works on a new machine, above all on a GPU, from the op specs that ship
+with it:
 
-* gradient checks (float64, central differences, random upstream gradient) of the ops
-  with hand-written backward passes, run on the device;
-* every CUDA kernel against the pure-xp helper it replaces (``minires.cuda.parity``),
-  float32 and float64; with ``--device cpu`` the kernels' own source is built for the
-  CPU by a C++ compiler (``minires.cuda.host``), which checks their index arithmetic;
-* NumPy against CuPy for conv2d, max_pool2d, batch_norm and cross_entropy, forward and
-  backward (GPU only);
+* gradient checks (float64, central differences, random upstream gradient) of every
+  sample of the op specs (``minires.opspec``), fixed and drawn for this run (with
+  ``--quick``, one per op), run on the device;
+* every CUDA kernel against the pure-xp helper it replaces (the specs' kernel cases,
+  ``minires.opspec.kernels``), float32 and float64; with ``--device cpu`` the kernels'
+  own source is built for the CPU by a C++ compiler (``minires.cuda.host``), which
+  checks their index arithmetic;
+* NumPy against CuPy for the specs' ``devices`` samples (conv2d, max_pool2d,
+  batch_norm, cross_entropy), forward and backward (GPU only);
 * a float32 matmul in TF32 (``mr.set_float32_matmul_precision('high')``): its error must
   be the size of TF32's rounding, on tensor cores where the GPU has them;
 * a few ResNet-20 training steps on one random batch: the loss must fall;
@@ -58,57 +61,26 @@ def _run(results: list, name: str, fn) -> None:
 # --------------------------------------------------------------------------- gradients
 
 
-def _gradient_cases(rng):
-    """(name, fn, [float64 arrays], kink-free) for the ops with manual backward passes."""
-    import minires.nn.functional as F
+def _gradient_samples(quick: bool) -> list:
+    """(spec, sample) to check: every gradient-check sample of the op specs, fixed and
+    drawn for this run; with ``quick``, the first fixed one of each spec."""
+    from .opspec import samples
 
-    def ramp(*shape):  # distinct values far apart: no ties inside a max-pool window
-        return rng.permutation(numpy.arange(numpy.prod(shape), dtype=numpy.float64)
-                               ).reshape(shape) / 10
-
-    def away_from_zero(*shape):
-        x = rng.standard_normal(shape)
-        return numpy.where(numpy.abs(x) < 0.1, numpy.copysign(0.1, x), x)
-
-    normal = rng.standard_normal
-    target = rng.integers(0, 7, 5)
-    running = [numpy.abs(normal(3)) + 0.5 for _ in range(2)]
-    return [
-        ("conv2d stride 2, padding 1, bias",
-         lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
-         [normal((2, 3, 5, 5)), normal((4, 3, 3, 3)), normal(4)]),
-        ("conv2d 2x3 kernel, stride (1, 2), dilation 2",
-         lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(1, 2), dilation=2),
-         [normal((1, 2, 6, 7)), normal((3, 2, 2, 3))]),
-        ("max_pool2d 3x3, stride 2, padding 1 (overlapping)",
-         lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [ramp(2, 2, 5, 5)]),
-        ("avg_pool2d 3x3, stride 2, padding 1",
-         lambda x: F.avg_pool2d(x, 3, stride=2, padding=1), [normal((2, 2, 5, 5))]),
-        ("batch_norm training",
-         lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
-         [normal((4, 3, 3, 3)) * 2 + 1, normal(3), normal(3)]),
-        ("batch_norm eval",
-         lambda x, w, b, mean=running[0], var=running[1]: F.batch_norm(
-             x, _device_array(x, mean), _device_array(x, var), w, b, training=False),
-         [normal((4, 3, 2, 2)), normal(3), normal(3)]),
-        ("cross_entropy, label smoothing 0.1",
-         lambda x: F.cross_entropy(x, _device_array(x, target), label_smoothing=0.1),
-         [normal((5, 7)) * 2]),
-        ("relu", lambda x: F.relu(x), [away_from_zero(3, 4, 5)]),
-        ("linear", lambda x, w, b: F.linear(x, w, b), [normal((4, 6)), normal((3, 6)),
-                                                        normal(3)]),
-    ]
+    chosen = samples(gradcheck=True)
+    if quick:
+        first = {}
+        for spec, sample in chosen:
+            first.setdefault(spec.name, (spec, sample))
+        chosen = list(first.values())
+    return chosen
 
 
-def _device_array(like, array):
-    return backend.to_device(array, like.device)
-
-
-def _gradient_check(device, fn, arrays):
+def _gradient_check(device, spec, sample):
     import minires as mr
 
+    arrays = sample.arrays()
     inputs = [mr.tensor(a, device=device, requires_grad=True) for a in arrays]
-    mr.gradcheck(fn, inputs)
+    mr.gradcheck(lambda *tensors: spec.run(sample, tensors, device), inputs)
     return f"{sum(a.size for a in arrays)} input elements, {backend.device_of(inputs[0].data)}"
 
 
@@ -117,7 +89,8 @@ def _gradient_check(device, fn, arrays):
 
 def _kernel_parity(device, helper):
     # `from . import cuda` would give backend.cuda: minires.__init__ binds that name
-    from .cuda import KERNELS, _launch, host, parity
+    from .cuda import KERNELS, _launch, host
+    from .opspec import kernels as parity
 
     cases = [c for c in parity.cases() if c.helper == helper]
     if device == "cuda":
@@ -145,32 +118,20 @@ def _kernel_parity(device, helper):
 # --------------------------------------------------------------------------- devices
 
 
-def _numpy_vs_device(name: str, devices=("cpu", "cuda")):
-    """The same float32 op on the CPU and on the GPU: outputs and input gradients agree.
-    (``devices=("cpu", "cpu")`` runs the comparison itself where there is no GPU.)"""
+def _numpy_vs_device(spec, sample, devices=("cpu", "cuda")):
+    """The same float32 call (a ``devices`` sample of an op spec) on the CPU and on the
+    GPU: outputs and input gradients agree. (``devices=("cpu", "cpu")`` runs the
+    comparison itself where there is no GPU.)"""
     import minires as mr
-    import minires.nn.functional as F
 
-    rng = numpy.random.default_rng(1)
-    ops = {
-        "conv2d": (lambda x, w: F.conv2d(x, w, stride=2, padding=1),
-                   [(8, 16, 15, 14), (32, 16, 3, 3)]),
-        "max_pool2d": (lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(8, 16, 15, 14)]),
-        "batch_norm": (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
-                       [(8, 16, 7, 6), (16,), (16,)]),
-        "cross_entropy": (lambda x: F.cross_entropy(
-            x, mr.tensor(numpy.arange(32) % 10, device=x.device), label_smoothing=0.1),
-            [(32, 10)]),
-    }
-    fn, shapes = ops[name]
-    arrays = [rng.standard_normal(s).astype(numpy.float32) for s in shapes]
+    arrays = [a.astype(numpy.float32) for a in sample.arrays()]
     upstream = None
     outputs = []
     for device in devices:
         inputs = [mr.tensor(a, device=device, requires_grad=True) for a in arrays]
-        y = fn(*inputs)
+        y = spec.run(sample, inputs, device)
         if upstream is None:
-            upstream = rng.standard_normal(y.shape).astype(numpy.float32)
+            upstream = numpy.random.default_rng(1).standard_normal(y.shape).astype(numpy.float32)
         y.backward(mr.tensor(upstream, device=device))
         outputs.append([backend.to_numpy(y.data)] + [backend.to_numpy(t.grad.data)
                                                      for t in inputs])
@@ -178,7 +139,7 @@ def _numpy_vs_device(name: str, devices=("cpu", "cuda")):
     for k, (a, b) in enumerate(zip(*outputs)):
         what = "output" if k == 0 else f"gradient of input {k - 1}"
         numpy.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5,
-                                      err_msg=f"{name}: {what}, CuPy against NumPy")
+                                      err_msg=f"{spec.name}: {what}, CuPy against NumPy")
         worst = max(worst, float(numpy.max(numpy.abs(a - b))))
     return f"forward and backward, float32, max |difference| {worst:.1e}"
 
@@ -283,19 +244,19 @@ def _tf32_matmul(device):
 def run_checks(device: str = "cuda", quick: bool = False) -> list:
     """Run every check on ``device``; return a list of ``Result``."""
     from .cuda import KERNELS
+    from .opspec import samples
 
     results: list = []
-    rng = numpy.random.default_rng(0)
-    for name, fn, arrays in _gradient_cases(rng):
-        _run(results, f"gradcheck {name}",
-             lambda fn=fn, arrays=arrays: _gradient_check(device, fn, arrays))
+    for spec, sample in _gradient_samples(quick):
+        _run(results, f"gradcheck {sample.name}",
+             lambda spec=spec, sample=sample: _gradient_check(device, spec, sample))
     for helper in KERNELS:
         _run(results, f"kernel vs reference: {helper}",
              lambda helper=helper: _kernel_parity(device, helper))
-    for name in ("conv2d", "max_pool2d", "batch_norm", "cross_entropy"):
-        _run(results, f"NumPy vs CuPy: {name}",
-             lambda name=name: _numpy_vs_device(name) if device == "cuda"
-             else "SKIP: compares the CPU with the GPU (--device cuda)")
+    for spec, sample in samples(tag="devices"):
+        _run(results, f"NumPy vs CuPy: {spec.name}",
+             lambda spec=spec, sample=sample: _numpy_vs_device(spec, sample)
+             if device == "cuda" else "SKIP: compares the CPU with the GPU (--device cuda)")
     _run(results, "TF32 matmul (set_float32_matmul_precision)", lambda: _tf32_matmul(device))
     _run(results, "training smoke test", lambda: _training_smoke(device, quick))
     _run(results, f"save on {device}, load on cpu", lambda: _save_load(device))
@@ -317,7 +278,8 @@ def main(argv=None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="where to run the checks (default: cuda)")
-    parser.add_argument("--quick", action="store_true", help="a smaller training smoke test")
+    parser.add_argument("--quick", action="store_true",
+                        help="one gradient check per op and a smaller training smoke test")
     args = parser.parse_args(argv)
     problem = backend._cuda_probe() if args.device == "cuda" else None
     if problem is not None and problem[0] in ("cupy", "gpu"):
@@ -335,8 +297,11 @@ def main(argv=None) -> int:
                 f"CuPy {backend.cupy.__version__})"
     else:
         where = "cpu"
+    from .opspec import run_seed
+
     print(f"minires {minires.__version__} selftest on {where}, NumPy {numpy.__version__}, "
-          f"kernels {'on' if backend.kernels_enabled() else 'off'}")
+          f"kernels {'on' if backend.kernels_enabled() else 'off'}, op samples drawn with "
+          f"seed {run_seed()} (MINIRES_SPEC_SEED={run_seed()} draws them again)")
     results = run_checks(args.device, quick=args.quick)
     print(format_table(results))
     for r in results:

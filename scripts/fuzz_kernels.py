@@ -6,7 +6,7 @@ Random geometries for every kernel: odd sizes, non-contiguous inputs (strided an
 transposed views), asymmetric strides and paddings, dilation, ties and NaNs inside
 max-pooling windows, label smoothing; each case through the kernel (the CUDA source
 compiled by ``minires.cuda.host``) and through the reference it replaces, compared as
-``minires.cuda.parity`` does. Then the 32-bit index arithmetic at its limit: geometries
+``minires.opspec.kernels`` does. Then the 32-bit index arithmetic at its limit: geometries
 whose padded image has exactly 2**31 - 1 rows (huge padding and stride, tiny arrays)
 run through the kernels and are checked against a definition written as loops, and
 one row more must send the helper to its reference.
@@ -31,7 +31,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import minires.cuda as mc  # noqa: E402
-from minires.cuda import _launch, host, parity  # noqa: E402
+from minires.cuda import _launch, host  # noqa: E402
+from minires.opspec import kernels as parity  # noqa: E402
 from minires.ops.conv import output_size  # noqa: E402
 
 INT32_MAX = _launch.INT32_MAX

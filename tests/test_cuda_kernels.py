@@ -7,10 +7,12 @@ Three layers, so the kernels are checked as far as each machine allows:
   source compiles with nvcc (warnings are errors) and with NVRTC, CuPy's compiler
   (skipped where those are missing).
 * everywhere with a C++ compiler: the SAME kernel source, built for the CPU by
-  ``minires.cuda.host``, runs every parity case of ``minires.cuda.parity`` through the
-  real Python wrappers and matches the reference; deliberately broken kernels fail.
-* on a GPU (marker ``cuda``): every parity case on the device, float32 and float64, the
-  dispatcher picking the kernels, and whole ops with kernels on versus off.
+  ``minires.cuda.host``, runs every kernel case of the op specs
+  (``minires.opspec.kernels``) through the real Python wrappers and matches the
+  reference; deliberately broken kernels fail.
+* on a GPU (marker ``cuda``): every kernel case on the device, float32 and float64, the
+  dispatcher picking the kernels, and the specs' ``devices`` samples with kernels on
+  versus off.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ import pytest
 
 import minires as mr
 import minires.cuda as mc
-import minires.nn.functional as F
 import minires.ops
-from minires import backend
-from minires.cuda import _launch, host, parity
+from minires import backend, opspec
+from minires.cuda import _launch, host
+from minires.opspec import kernels as parity
 
 CASES = parity.cases()
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
@@ -308,12 +310,15 @@ def test_selftest_on_cpu(host_built):
     assert results and not failed, selftest.format_table(results)
 
 
-@pytest.mark.parametrize("op", ["conv2d", "max_pool2d", "batch_norm", "cross_entropy"])
-def test_selftest_device_comparison_runs(op):
+DEVICE_SAMPLES = opspec.samples(tag="devices")
+
+
+@pytest.mark.parametrize("spec, sample", DEVICE_SAMPLES, ids=[x.name for _, x in DEVICE_SAMPLES])
+def test_selftest_device_comparison_of_the_cpu_with_itself_finds_no_difference(spec, sample):
     """The selftest's NumPy-vs-CuPy check, run CPU against CPU: its code path works."""
     from minires import selftest
 
-    assert "max |difference| 0.0e+00" in selftest._numpy_vs_device(op, ("cpu", "cpu"))
+    assert "max |difference| 0.0e+00" in selftest._numpy_vs_device(spec, sample, ("cpu", "cpu"))
 
 
 # --------------------------------------------------------------------------- on the GPU
@@ -343,24 +348,22 @@ def test_kernels_are_registered_on_gpu(cupy):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_with_kernels_on_and_off_agree_on_gpu(dtype, cupy):
-    """conv2d, max_pool2d, batch_norm and cross_entropy, forward and backward, through
-    the kernels and through the references (use_kernels(False))."""
-    rng = np.random.default_rng(0)
-    x0 = rng.standard_normal((4, 3, 11, 10)).astype(dtype)
-    w0 = rng.standard_normal((6, 3, 3, 3)).astype(dtype)
-    t0 = rng.integers(0, 6, 4)
+@pytest.mark.parametrize("spec, sample", DEVICE_SAMPLES, ids=[x.name for _, x in DEVICE_SAMPLES])
+def test_ops_with_kernels_on_and_off_agree_on_gpu(spec, sample, dtype, cupy):
+    """Forward and input gradients of each op's ``devices`` sample (conv2d, max_pool2d,
+    batch_norm, cross_entropy: every kernel), through the kernels and through the
+    references (use_kernels(False))."""
+    arrays = [a.astype(dtype) for a in sample.arrays()]
+    gy = None
 
     def run():
-        x = mr.tensor(x0, device="cuda", requires_grad=True)
-        w = mr.tensor(w0, device="cuda", requires_grad=True)
-        y = F.conv2d(x, w, stride=(2, 1), padding=1)
-        y = F.batch_norm(y, None, None, training=True)
-        y = F.max_pool2d(F.relu(y), 3, stride=2, padding=1)
-        loss = F.cross_entropy(y.mean(dim=(2, 3)), mr.tensor(t0, device="cuda"),
-                               label_smoothing=0.1)
-        loss.backward()
-        return [backend.to_numpy(a) for a in (loss.data, x.grad.data, w.grad.data)]
+        nonlocal gy
+        inputs = [mr.tensor(a, device="cuda", requires_grad=True) for a in arrays]
+        y = spec.run(sample, inputs, "cuda")
+        if gy is None:
+            gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        y.backward(mr.tensor(gy, device="cuda"))
+        return [backend.to_numpy(t.data) for t in [y] + [x.grad for x in inputs]]
 
     previous = mr.use_kernels(True)
     try:

@@ -21,6 +21,7 @@ from .student_copy import PACKAGE_DIR
 
 CHECKS = Path(__file__).resolve().parent / "checks.py"
 GRADECHECK = PACKAGE_DIR / "gradcheck.py"
+OPSPEC = PACKAGE_DIR / "opspec"
 
 
 @dataclass
@@ -113,7 +114,7 @@ def grade(assignments=None, project=None, *, timeout: float = 600,
     with tempfile.TemporaryDirectory(prefix="minires-grade-") as tmp:
         out = Path(tmp) / "results.json"
         command = [python, str(CHECKS), "--ops", ",".join(ops), "--project", str(project),
-                   "--gradcheck", str(GRADECHECK), "--out", str(out)]
+                   "--gradcheck", str(GRADECHECK), "--opspec", str(OPSPEC), "--out", str(out)]
         try:
             run = subprocess.run(command, cwd=project, env=env, capture_output=True,
                                  text=True, timeout=timeout)

@@ -18,9 +18,10 @@ there) for CuPy arrays; the pure-xp helper stays the reference it must match
 The kernels are C++ templates compiled by CuPy (NVRTC) on first use, for float32 and
 float64; other dtypes, and arrays of 2**31 elements or more, go to the reference.
 
-Also here: ``parity.py``, the kernel-versus-reference cases that the tests and
-``python -m minires.selftest`` run, and ``host.py``, which builds the same CUDA source
-for the CPU so those cases check every kernel's arithmetic on machines without a GPU.
+Also here: ``host.py``, which builds the same CUDA source for the CPU, so the
+kernel-versus-reference cases of the op specs (``minires.opspec.kernels``), which the
+tests and ``python -m minires.selftest`` run, check every kernel's arithmetic on
+machines without a GPU.
 """
 
 from __future__ import annotations
