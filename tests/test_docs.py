@@ -8,7 +8,8 @@
 * The getting-started page carries the README's quickstart commands word for word;
   every file path and every ``minires`` subcommand the pages name exists; the API page
   of ``F`` lists every function in ``minires.nn.functional``; the teaching page lists
-  every assignment; the results table has the reproduction script's columns.
+  every assignment; the results table has the reproduction script's columns; the op
+  table (``docs/ops.md``) is the one the op specs generate.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 # the pages of this site's authors; docs/gradient_flow.md has tests of its own
 PAGES = ["index.md", "architecture.md", "adding_an_op.md", "backend.md", "gradcheck.md",
-         "pytorch_differences.md", "results.md", "teaching.md", "training.md"]
+         "ops.md", "pytorch_differences.md", "results.md", "teaching.md", "training.md"]
 
 
 def read(page: str) -> str:
@@ -207,3 +208,10 @@ def test_the_reproduction_commands_run_the_same_configuration(monkeypatch, capsy
     monkeypatch.setattr(minires.train, "run_training", fake_run_training)
     cli.main(shlex.split(reproduce_script().train_command(config))[1:])
     assert {k: seen[k] for k in config} == config
+
+
+def test_the_op_table_is_generated_from_the_specs():
+    from minires.opspec import table
+
+    assert read("ops.md") == table.markdown(), (
+        "docs/ops.md is out of date: python -m minires.opspec.table > docs/ops.md")
