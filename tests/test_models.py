@@ -385,19 +385,44 @@ def test_mlp_options():
 # --------------------------------------------------------------------------- registry
 
 
-def test_get_model_registry():
-    expected = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "plain20",
-                "plain32", "plain44", "plain56", "plain110", "resnet18", "resnet34", "resnet50",
-                "residual_mlp"]
-    assert set(expected) <= set(models.list_models())
-    for name in expected:
-        model = models.get_model(name, num_classes=7)
-        assert model.fc.out_features == 7, name
+def test_every_registered_name_builds_with_the_asked_number_of_classes():
+    names = models.list_models()
+    assert {"resnet20", "resnet56", "plain20", "resnet18", "resnet50", "residual_mlp",
+            "mlp"} <= set(names)
+    for name in names:
+        assert models.get_model(name, num_classes=7).fc.out_features == 7, name
     assert models.get_model("plain56", 10).layer1[0].residual is False
     assert models.get_model("resnet20", 10, shortcut="B").layer2[0].downsample is not None
     assert models.get_model("mlp", 4, depth=2, width=8).fc.out_features == 4
-    with pytest.raises(ValueError, match="resnet20"):
+    with pytest.raises(ValueError, match="unknown model 'resnet21'; available: resnet20"):
         models.get_model("resnet21", 10)
+
+
+def test_a_model_registers_itself_with_one_decorator(capsys):
+    """One edit adds a model: get_model, list_models, the error message and the
+    command's --model help all know it; a second model of the same name is refused."""
+    from minires.cli import main
+    from minires.models import registry
+
+    @models.register_model()
+    def tiny_net(num_classes=10):
+        return models.mlp(1, 4, num_classes=num_classes, in_features=12)
+
+    try:
+        assert models.list_models()[-1] == "tiny_net"
+        assert models.get_model("tiny_net", 3).fc.out_features == 3
+        with pytest.raises(ValueError, match=r"available: .*tiny_net"):
+            models.get_model("tiny_net2")
+        with pytest.raises(SystemExit):
+            main(["train", "--help"])
+        assert "tiny_net" in capsys.readouterr().out
+        with pytest.raises(ValueError, match="'tiny_net' is already registered"):
+            models.register_model("tiny_net")(tiny_net)
+        assert registry.takes("tiny_net", "num_classes")
+        assert not registry.takes("tiny_net", "in_features")
+    finally:
+        del registry._MODELS["tiny_net"]
+    assert "tiny_net" not in models.list_models()
 
 
 # --------------------------------------------------------------------------- torch parity

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .. import nn
 from ..nn import init
 from ..tensor import Tensor
+from .registry import register_model
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -34,6 +35,7 @@ class ResidualMLPBlock(nn.Module):
         return self.relu(out + x)
 
 
+@register_model("residual_mlp")
 class ResidualMLP(nn.Module):
     """flatten -> fc_in (+ bn_in) -> relu -> ``num_blocks`` residual blocks -> fc.
 
@@ -144,3 +146,11 @@ def mlp(depth: int, width: int, activation: str = "relu", residual: bool = False
     """A deep MLP with ``depth`` hidden layers of ``width`` units, for studying how
     gradients vanish (sigmoid/tanh, Xavier) or survive (ReLU + He, shortcuts, BN)."""
     return MLP(depth, width, activation, residual, batch_norm, init, in_features, num_classes)
+
+
+@register_model("mlp")
+def _default_mlp(num_classes: int = 10, depth: int = 4, width: int = 256,
+                 in_features: int = 784, **kwargs) -> MLP:
+    """``mlp`` with a default size, 4 hidden ReLU layers of 256 units, so that the name
+    alone builds a model like every other registered name."""
+    return mlp(depth, width, num_classes=num_classes, in_features=in_features, **kwargs)

@@ -30,6 +30,7 @@ from ..nn import functional as F
 from ..nn import init
 from ..ops import channel_major, flatten
 from ..tensor import Tensor
+from .registry import register_model
 
 
 def _fusable(x: Tensor, *modules) -> bool:
@@ -271,22 +272,27 @@ def cifar_resnet(depth: int, num_classes: int = 10, shortcut: str = "A",
                   cifar_stem=True, shortcut=shortcut, batch_norm=batch_norm, residual=residual)
 
 
+@register_model()
 def resnet20(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
     return cifar_resnet(20, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
+@register_model()
 def resnet32(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
     return cifar_resnet(32, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
+@register_model()
 def resnet44(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
     return cifar_resnet(44, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
+@register_model()
 def resnet56(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
     return cifar_resnet(56, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
+@register_model()
 def resnet110(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
     return cifar_resnet(110, num_classes, shortcut, zero_init_residual, batch_norm)
 
@@ -296,22 +302,27 @@ def plain_cifar(depth: int, num_classes: int = 10, batch_norm: bool = True) -> R
     return cifar_resnet(depth, num_classes, batch_norm=batch_norm, residual=False)
 
 
+@register_model()
 def plain20(num_classes=10, batch_norm=True):
     return plain_cifar(20, num_classes, batch_norm)
 
 
+@register_model()
 def plain32(num_classes=10, batch_norm=True):
     return plain_cifar(32, num_classes, batch_norm)
 
 
+@register_model()
 def plain44(num_classes=10, batch_norm=True):
     return plain_cifar(44, num_classes, batch_norm)
 
 
+@register_model()
 def plain56(num_classes=10, batch_norm=True):
     return plain_cifar(56, num_classes, batch_norm)
 
 
+@register_model()
 def plain110(num_classes=10, batch_norm=True):
     return plain_cifar(110, num_classes, batch_norm)
 
@@ -336,6 +347,7 @@ def _with_weights(model: ResNet, arch: str, weights, num_classes: int) -> ResNet
     return model
 
 
+@register_model()
 def resnet18(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
              weights=None) -> ResNet:
     """torchvision's resnet18 (11,689,512 parameters with 1000 classes).
@@ -349,6 +361,7 @@ def resnet18(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
     return _with_weights(model, "resnet18", weights, num_classes)
 
 
+@register_model()
 def resnet34(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
              weights=None) -> ResNet:
     """torchvision's resnet34 (21,797,672 parameters with 1000 classes).
@@ -360,6 +373,7 @@ def resnet34(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
     return _with_weights(model, "resnet34", weights, num_classes)
 
 
+@register_model()
 def resnet50(num_classes=1000, cifar_stem=False, zero_init_residual=False, *,
              weights=None) -> ResNet:
     """torchvision's resnet50 v1.5 (25,557,032 parameters with 1000 classes).

@@ -32,6 +32,7 @@ from .. import backend, no_grad
 from ..data import DataLoader, TensorDataset, get_dataset
 from ..data import transforms as T
 from ..models import get_model, list_models
+from ..models.registry import takes
 from ..optim import SGD, Adam, AdamW, lr_scheduler
 from ..serialization import CheckpointError, load
 from . import parallel
@@ -163,14 +164,12 @@ def make_loaders(config: dict, world=None):
     return train, test
 
 
-_FLAT_INPUT = ("mlp", "residual_mlp")  # models that flatten their input: sized by the data
-
-
 def build_model(name: str, dataset):
-    """``get_model(name)`` for ``dataset``: its number of classes, and for the MLPs its
-    number of input features (784 for MNIST, 3072 for CIFAR-10)."""
+    """``get_model(name)`` for ``dataset``: its number of classes, and for the models that
+    take ``in_features`` (the MLPs) its number of input features (784 for MNIST, 3072
+    for CIFAR-10)."""
     kwargs = {}
-    if name in _FLAT_INPUT:
+    if takes(name, "in_features"):
         kwargs["in_features"] = int(numpy.prod(dataset.data.shape[1:]))
     return get_model(name, num_classes=len(dataset.classes), **kwargs)
 
