@@ -163,7 +163,8 @@ def log_softmax(x, dim: int) -> Tensor:
 
 
 def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:
-    """Zero each element with probability ``p`` during training; identity in evaluation."""
+    """Zero each element with probability ``p`` during training and scale the others by
+    ``1 / (1 - p)``, so the expected value is unchanged; identity in evaluation."""
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p}")
     x = as_tensor(x)

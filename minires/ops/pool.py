@@ -147,7 +147,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
 
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
-    """Average-pool to ``output_size``; the ResNet head uses 1 (global average pooling)."""
+    """Average-pool an (N, C, H, W) input to (N, C, OH, OW) for ``output_size`` (OH, OW)
+    (or an int for both); the ResNet head uses 1, global average pooling. Other sizes
+    must divide H and W (the windows are then equal and do not overlap)."""
     x = as_tensor(input)
     if x.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input (N, C, H, W), got shape "
