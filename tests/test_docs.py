@@ -356,3 +356,28 @@ def test_every_public_function_is_in_the_api_pages(site):
         anchors |= set(re.findall(r'id="([\w.]+)"', page.read_text(encoding="utf-8")))
     missing = [names[0] for names, _ in public_api() if not anchors & set(names)]
     assert not missing, f"not in the API pages (docs/api/*.md): {missing}"
+
+
+def recorded_runs() -> list:
+    """The rows of the results page's recorded-runs table, as lists of cells."""
+    table = read("results.md").split(reproduce_script().HEADER, 1)[1]
+    return [[cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            for line in table.splitlines() if line.strip()]
+
+
+def test_recorded_runs_are_runs_with_their_commands():
+    rows = recorded_runs()
+    assert rows, "the recorded-runs table of docs/results.md is empty"
+    columns = len(reproduce_script().HEADER.splitlines()[0].strip("| ").split(" | "))
+    for row in rows:
+        assert len(row) == columns, row
+        assert re.fullmatch(r"`(minires|python) .+`", row[-1]), f"no command: {row}"
+        assert row[5].endswith("%"), f"no test accuracy: {row}"
+
+
+def test_results_page_says_what_waits_for_a_gpu():
+    glance = read("results.md").split("## At a glance", 1)[1].split("\n## ", 1)[0]
+    waiting = glance.split("**Waiting for a GPU**", 1)[1]
+    for command in ("scripts/gpu_acceptance.py", "scripts/reproduce_he2015.py",
+                    "benchmarks/bench_gpu.py"):
+        assert command in waiting, f"docs/results.md: {command} is not among what waits"
