@@ -34,13 +34,19 @@ def tutorial_sources() -> list:
     return [TUTORIALS / "README.md"] + sorted(TUTORIALS.glob("[0-9][0-9]_*.py"))
 
 
+def _prepend(variable: str, *folders: Path) -> None:
+    """Put ``folders`` first on a path list in the environment (once: ``mkdocs serve``
+    loads the configuration again at every rebuild)."""
+    old = [p for p in os.environ.get(variable, "").split(os.pathsep) if p]
+    new = [str(f) for f in folders]
+    os.environ[variable] = os.pathsep.join(new + [p for p in old if p not in new])
+
+
 def on_config(config):
     os.environ.setdefault("MINIRES_FAST", "1")
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    path = [str(TUTORIALS), str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(path)
-    os.environ["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
-        [str(HERE)] + [p for p in [os.environ.get("JUPYTER_CONFIG_PATH")] if p])
+    _prepend("PYTHONPATH", TUTORIALS, ROOT)
+    _prepend("JUPYTER_CONFIG_PATH", HERE)
     config.watch.append(str(TUTORIALS))
     return config
 
