@@ -59,7 +59,8 @@ def site(tmp_path_factory):
     absent = [pip for module, pip in DOCS_PACKAGES.items()
               if importlib.util.find_spec(module) is None]
     if absent:
-        message = f"MkDocs is not installed: pip install {' '.join(absent)} (or the docs extra)"
+        message = (f"the docs build needs {', '.join(absent)}: pip install "
+                   f"{' '.join(absent)} (or the docs extra, pip install '.[docs]')")
         if os.environ.get("CI") or os.environ.get("MINIRES_REQUIRE_DOCS"):
             pytest.fail(message)
         pytest.skip(message)
