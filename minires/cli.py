@@ -29,7 +29,7 @@ def _train_parser(commands) -> None:
     p = commands.add_parser(
         "train", help="train a model (defaults: He et al. 2015's CIFAR-10 recipe)",
         description="Train a model. Defaults follow He et al. (2015), section 4.2: SGD, "
-        "momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50%% and 75%% of the "
+        "momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 at 50% and 75% of the "
         "epochs, batch 128, random crop and flip. Writes checkpoint.mr, metrics.jsonl and "
         "curves.png into --out. Ctrl-C (or SIGTERM) finishes the current step, saves a "
         "checkpoint there and stops; --resume continues exactly.")
@@ -152,7 +152,14 @@ def _info(args) -> None:
     else:
         print(f"CuPy {backend.cupy.__version__}: {backend.cuda.device_count()} CUDA device(s)")
     print(f"devices: cpu{', cuda' if backend.cuda.is_available() else ''}")
-    print(f"CUDA kernels: {'on' if backend.kernels_enabled() else 'off'} (MINIRES_KERNELS)")
+    # the kernels run only on GPU arrays: without CuPy or a GPU the switch changes nothing
+    if backend.cupy is None:
+        kernels = "off (no CuPy)"
+    elif not backend.cuda.is_available():
+        kernels = "off (no CUDA GPU)"
+    else:
+        kernels = f"{'on' if backend.kernels_enabled() else 'off'} (MINIRES_KERNELS)"
+    print(f"CUDA kernels: {kernels}")
     print(f"data root: {default_root()} (set $MINIRES_DATA or --data-root to change); "
           "cifar10-sample and mnist-sample ship with minires")
 

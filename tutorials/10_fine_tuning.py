@@ -257,7 +257,8 @@ _common.show(fig, "10_fine_tuning")
 #
 # The same recipe works at scale: `minires train --model resnet20 --dataset cifar10
 # --init-from runs/pretrained/checkpoint.mr --freeze` starts from any checkpoint of the
-# same architecture, and replaces the head when the number of classes differs.
+# same architecture, and always starts a new head: the old one belongs to the old task,
+# even when the number of classes is the same.
 #
 # ## Exercises
 #

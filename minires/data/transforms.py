@@ -213,6 +213,8 @@ class Resize:
         self.antialias = bool(antialias)
 
     def output_size(self, H: int, W: int) -> tuple:
+        """The (height, width) an (H, W) image is resized to: ``size`` itself, or for an int
+        the shorter side scaled to ``size`` and the aspect ratio kept."""
         if not isinstance(self.size, int):
             return self.size
         short, long = (H, W) if H <= W else (W, H)

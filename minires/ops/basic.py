@@ -285,14 +285,17 @@ def pow(x, exponent) -> Tensor:
 
 
 def exp(x) -> Tensor:
+    """Element-wise ``e ** x``."""
     return Exp.apply(x)
 
 
 def log(x) -> Tensor:
+    """Element-wise natural logarithm (``-inf`` at 0, NaN below)."""
     return Log.apply(x)
 
 
 def sqrt(x) -> Tensor:
+    """Element-wise square root."""
     return Sqrt.apply(x)
 
 
@@ -301,6 +304,11 @@ def abs(x) -> Tensor:
 
 
 def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy's (and PyTorch's) rules.
+
+    (n, k) @ (k, m) -> (n, m); a 1-D argument is a vector; leading dimensions broadcast as a
+    batch: (B, n, k) @ (k, m) -> (B, n, m). Follows ``set_float32_matmul_precision``.
+    """
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes "

@@ -8,7 +8,9 @@ from .shape import transpose
 
 
 def linear(input, weight, bias=None) -> Tensor:
-    """y = input @ weight^T + bias, with weight of shape (out_features, in_features)."""
+    """``y = input @ weight^T + bias``: an (..., in_features) input -> (...,
+    out_features), with ``weight`` (out_features, in_features) and ``bias``
+    (out_features,) or None."""
     x, w = as_tensor(input), as_tensor(weight)
     if w.ndim != 2:
         raise ValueError(f"linear: expected a 2-D weight (out_features, in_features), got shape "
