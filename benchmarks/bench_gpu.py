@@ -126,7 +126,7 @@ def main(argv=None) -> int:
               "extra for your CUDA version (pip install 'minires[cuda12]' or "
               "'minires[cuda13]') on a machine with an NVIDIA GPU.")
         return 1
-    import minires.cuda  # noqa: F401  (registers the kernels, if minires did not already)
+    import minires.cuda_kernels  # noqa: F401  (registers the kernels, if minires did not already)
 
     kernels_at_start = backend.kernels_enabled()  # MINIRES_KERNELS, restored after each model
     use_torch = torch is not None and torch.cuda.is_available() and not args.no_torch

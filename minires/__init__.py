@@ -12,7 +12,7 @@ training loop behind the ``minires`` command.
 import numpy as _numpy
 
 from . import (  # noqa: F401
-    cuda,  # importing it registers the CUDA kernels when CuPy is present
+    cuda_kernels,  # importing it registers the CUDA kernels when CuPy is present
     data,
     distributed,
     models,
@@ -21,6 +21,7 @@ from . import (  # noqa: F401
     optim,
 )
 from .backend import (
+    cuda,  # mr.cuda.is_available(), as torch.cuda
     get_float32_matmul_precision,
     manual_seed,
     set_float32_matmul_precision,

@@ -1,4 +1,4 @@
 """``python -m minires ...`` runs the ``minires`` command (for when it is not on PATH)."""
-from .cli import main
+from .tools.cli import main
 
 main()

@@ -49,10 +49,12 @@ class cuda:
 
     @staticmethod
     def device_count() -> int:
+        """The number of CUDA GPUs CuPy sees, 0 when none is usable."""
         return cupy.cuda.runtime.getDeviceCount() if cuda.is_available() else 0
 
     @staticmethod
     def synchronize() -> None:
+        """Wait until the current GPU has finished every queued kernel (nothing without one)."""
         if cuda.is_available():
             cupy.cuda.Device().synchronize()
 
@@ -511,7 +513,7 @@ def overridable(reference):
 # --------------------------------------------------------------------------- CPU fast path
 # minires.ops.channel_major keeps activations channel-major on a padded grid, which makes
 # im2col a few block copies: on the CPU that beats the plain NCHW path (see
-# docs/fast_cpu.md). On CuPy the plain path's CUDA kernels (minires.cuda) are the fast
+# docs/fast_cpu.md). On CuPy the plain path's CUDA kernels (minires.cuda_kernels) are the fast
 # route, so the layers stay on it there.
 
 

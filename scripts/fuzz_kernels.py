@@ -5,7 +5,7 @@
 Random geometries for every kernel: odd sizes, non-contiguous inputs (strided and
 transposed views), asymmetric strides and paddings, dilation, ties and NaNs inside
 max-pooling windows, label smoothing; each case through the kernel (the CUDA source
-compiled by ``minires.cuda.host``) and through the reference it replaces, compared as
+compiled by ``minires.cuda_kernels.host``) and through the reference it replaces, compared as
 ``minires.opspec.kernels`` does. Then the 32-bit index arithmetic at its limit: geometries
 whose padded image has exactly 2**31 - 1 rows (huge padding and stride, tiny arrays)
 run through the kernels and are checked against a definition written as loops, and
@@ -13,7 +13,7 @@ one row more must send the helper to its reference.
 
 ``--sanitize`` builds the kernels with AddressSanitizer and UndefinedBehaviorSanitizer
 and runs the same cases in a fresh Python process started with the sanitizer runtime
-preloaded (``minires.cuda.host.sanitizer_environment()``): an out-of-bounds access or a
+preloaded (``minires.cuda_kernels.host.sanitizer_environment()``): an out-of-bounds access or a
 signed overflow in the index math then aborts with a report instead of passing.
 Exits 1 on any mismatch.
 """
@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import minires.cuda as mc  # noqa: E402
-from minires.cuda import _launch, host  # noqa: E402
-from minires.opspec import kernels as parity  # noqa: E402
+import minires.cuda_kernels as mc  # noqa: E402
+from minires.cuda_kernels import _launch, host  # noqa: E402
 from minires.ops.conv import output_size  # noqa: E402
+from minires.opspec import kernels as parity  # noqa: E402
 
 INT32_MAX = _launch.INT32_MAX
 

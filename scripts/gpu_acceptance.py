@@ -10,7 +10,7 @@ network: CIFAR-10's official binary files must already be in ``CIFAR_DIR`` (the 
 and its numbers:
 
 1. CUDA is usable: CuPy finds the GPU, NVRTC compiles a kernel, cuBLAS multiplies.
-2. ``python -m minires.selftest --device cuda``: gradient checks on the GPU, every
+2. ``minires selftest --device cuda``: gradient checks on the GPU, every
    kernel against its reference, NumPy against CuPy, TF32, a few training steps.
 3. ``pytest -m cuda``: the test suite's GPU half (with PyTorch installed, the parity
    tests too; the tests of CuPy's rules check the stand-in used in CI against the
@@ -118,7 +118,7 @@ def check_cuda(step: Step) -> None:
 
 
 def selftest(step: Step, quick: bool, timeout: float) -> None:
-    command = [sys.executable, "-m", "minires.selftest", "--device", "cuda"]
+    command = [sys.executable, "-m", "minires", "selftest", "--device", "cuda"]
     done = run(step, command + (["--quick"] if quick else []), timeout)
     summary = re.findall(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", step.output, re.M)
     if summary:
@@ -200,7 +200,7 @@ def train(step: Step, quick: bool, data_root, seconds_left: float, step_ms, out:
             return
         command = ["--dataset", "cifar10", "--data-root", data_root, "--epochs", str(epochs),
                    *ONE_CYCLE]
-    command = [sys.executable, "-m", "minires.cli", "train", "--model", "resnet20", *command,
+    command = [sys.executable, "-m", "minires", "train", "--model", "resnet20", *command,
                "--device", "cuda", "--no-progress", "--out", folder]
     done = run(step, command, seconds_left - 5)
     history = _history(os.path.join(folder, "metrics.jsonl"))

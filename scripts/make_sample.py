@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 from minires.data import CIFAR10, MNIST  # noqa: E402
-from minires.data.datasets import CIFAR10_RECORD_SIZE, read_idx  # noqa: E402
+from minires.data.readers import CIFAR10_RECORD_SIZE, read_idx  # noqa: E402
 
 # Canonical MD5s of the uncompressed official MNIST idx files (their .gz wrappers vary).
 MNIST_RAW_MD5 = {

@@ -1,7 +1,7 @@
 """``minires train`` under ``mpiexec``, with a few things done to one rank on purpose.
 
 tests/test_distributed_train.py runs ``mpiexec -n 2 python tests/distributed_cli.py
-[options] -- ARGS`` instead of ``mpiexec -n 2 minires ARGS``: the same ``minires.cli.main``,
+[options] -- ARGS`` instead of ``mpiexec -n 2 minires ARGS``: the same ``minires.tools.cli.main``,
 plus, on the rank the options name:
 
 * ``--signal RANK:STEP:NAME``: send itself SIGINT or SIGTERM right after optimizer step
@@ -120,7 +120,7 @@ def main() -> None:
             args = args + shlex.split(rest)
         else:
             raise SystemExit(f"distributed_cli.py: unknown option {option}")
-    from minires.cli import main as minires
+    from minires.tools.cli import main as minires
 
     minires(args)
 

@@ -17,9 +17,9 @@ import pytest
 from test_resume import assert_same_run, signal_on_call
 
 import minires as mr
-from minires.cli import main
 from minires.models import get_model, list_models
 from minires.optim import SGD
+from minires.tools.cli import main
 from minires.train import ConfigError, load_checkpoint
 from minires.train.recipe import make_scheduler, replan_schedule
 from minires.train.run_state import RunState

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from minires import backend
-from minires.cli import main
+from minires.tools.cli import main
 
 
 def help_of(capsys, *command) -> str:

@@ -15,8 +15,8 @@ import pytest
 
 import minires
 import minires.opspec
-from minires.cli import main
-from minires.course import (
+from minires.tools.cli import main
+from minires.tools.course import (
     ASSIGNMENTS,
     OPS,
     StudentCopyError,
@@ -25,8 +25,8 @@ from minires.course import (
     stub_source,
     stubbed_targets,
 )
-from minires.course.assignments import Target
-from minires.course.student_copy import _find
+from minires.tools.course.assignments import Target
+from minires.tools.course.student_copy import _find
 
 PACKAGE = Path(minires.__file__).resolve().parent
 ROOT = PACKAGE.parent
@@ -43,7 +43,7 @@ def test_every_target_exists_and_every_op_has_checks():
             tree = ast.parse((PACKAGE / t.path).read_text(encoding="utf-8"))
             assert _find(tree, t.qualname) is not None, f"{t.path}: {t.qualname} not found"
     spec = importlib.util.spec_from_file_location("_course_checks",
-                                                  PACKAGE / "course" / "checks.py")
+                                                  PACKAGE / "tools" / "course" / "checks.py")
     checks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(checks)
     checks.bind(minires, minires.gradcheck, minires.opspec)

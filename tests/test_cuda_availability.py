@@ -98,7 +98,7 @@ def test_standin_without_a_library_fails_early_with_its_name(missing, named, mon
     assert named in mr.cuda.unavailable_reason()
     with pytest.raises(RuntimeError, match=named):
         mr.zeros(3).to("cuda")
-    done = subprocess.run([sys.executable, "-m", "minires.selftest", "--device", "cuda"],
+    done = subprocess.run([sys.executable, "-m", "minires", "selftest", "--device", "cuda"],
                           capture_output=True, text=True, cwd=ROOT, env=dict(os.environ))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL before any check" in done.stdout and f"lib{missing}" in done.stdout, \

@@ -1,13 +1,13 @@
-"""The CUDA kernels of ``minires.cuda`` against the pure-xp helpers they replace.
+"""The CUDA kernels of ``minires.cuda_kernels`` against the pure-xp helpers they replace.
 
 Three layers, so the kernels are checked as far as each machine allows:
 
 * everywhere: the registry matches the ``@overridable`` helpers of minires.ops, name and
-  signature; ``minires.cuda`` imports and registers nothing without CuPy; every kernel
+  signature; ``minires.cuda_kernels`` imports and registers nothing without CuPy; every kernel
   source compiles with nvcc (warnings are errors) and with NVRTC, CuPy's compiler
   (skipped where those are missing).
 * everywhere with a C++ compiler: the SAME kernel source, built for the CPU by
-  ``minires.cuda.host``, runs every kernel case of the op specs
+  ``minires.cuda_kernels.host``, runs every kernel case of the op specs
   (``minires.opspec.kernels``) through the real Python wrappers and matches the
   reference; deliberately broken kernels fail.
 * on a GPU (marker ``cuda``): every kernel case on the device, float32 and float64, the
@@ -33,10 +33,10 @@ import numpy as np
 import pytest
 
 import minires as mr
-import minires.cuda as mc
+import minires.cuda_kernels as mc
 import minires.ops
 from minires import backend, opspec
-from minires.cuda import _launch, host
+from minires.cuda_kernels import _launch, host
 from minires.opspec import kernels as parity
 
 CASES = parity.cases()
@@ -61,7 +61,7 @@ def overridable_helpers() -> dict:
 def test_registry_matches_the_overridable_helpers():
     helpers = overridable_helpers()
     assert set(mc.KERNELS) == set(helpers), (
-        "minires.cuda.KERNELS must name exactly the @overridable helpers of minires.ops; "
+        "minires.cuda_kernels.KERNELS must name exactly the @overridable helpers of minires.ops; "
         f"only in KERNELS: {set(mc.KERNELS) - set(helpers)}, "
         f"only in minires.ops: {set(helpers) - set(mc.KERNELS)}")
     assert set(parity.HELPERS) == set(helpers)
@@ -78,7 +78,7 @@ def test_imports_and_registers_nothing_without_cupy():
     # a fresh interpreter in which `import cupy` fails, as on a machine without CuPy
     code = (
         "import sys; sys.modules['cupy'] = None\n"
-        "import minires as mr, minires.cuda as mc\n"
+        "import minires as mr, minires.cuda_kernels as mc\n"
         "from minires import backend\n"
         "assert backend.cupy is None\n"
         "assert mc.registered == [] and backend._kernels == {}, backend._kernels\n"
@@ -98,10 +98,12 @@ def test_register_with_cupy_registers_every_kernel(monkeypatch):
     assert backend._kernels == mc.KERNELS
 
 
-def test_package_offers_the_backend_cuda_api():
-    # `import minires.cuda` rebinds mr.cuda to this package: it must still answer these
-    assert mr.cuda.is_available() == backend.cuda.is_available()
-    assert mr.cuda.device_count() == backend.cuda.device_count()
+def test_mr_cuda_is_the_torch_cuda_like_namespace_not_the_kernel_package():
+    assert mr.cuda is backend.cuda  # after `import minires.cuda_kernels as mc` above
+    assert not hasattr(mr.cuda, "KERNELS") and hasattr(mr.cuda_kernels, "KERNELS")
+    assert mr.cuda.is_available() in (True, False)
+    assert mr.cuda.device_count() == (backend.cupy.cuda.runtime.getDeviceCount()
+                                      if mr.cuda.is_available() else 0)
     mr.cuda.synchronize()
 
 
@@ -287,7 +289,7 @@ def test_dispatcher_runs_registered_kernels(on_host, monkeypatch):
     assert on_host == ["im2col<double>"], "use_kernels(False) must bypass the kernels"
 
 
-def test_fallbacks_to_the_reference(on_host):
+def test_unsupported_dtypes_and_windows_fall_back_to_the_reference(on_host):
     # dtypes without a kernel, and max-pool padding that would leave a window empty
     x = np.arange(2 * 3 * 5 * 5, dtype=np.float16).reshape(2, 3, 5, 5)
     for got, want in [
@@ -301,9 +303,9 @@ def test_fallbacks_to_the_reference(on_host):
     assert on_host == []
 
 
-def test_selftest_on_cpu(host_built):
-    """``python -m minires.selftest --device cpu --quick`` passes (about 10 seconds)."""
-    from minires import selftest
+def test_selftest_on_cpu_passes_every_check(host_built):
+    """``minires selftest --device cpu --quick`` passes (about 10 seconds)."""
+    from minires.tools import selftest
 
     results = selftest.run_checks("cpu", quick=True)
     failed = [r for r in results if r.status == "FAIL"]
@@ -316,7 +318,7 @@ DEVICE_SAMPLES = opspec.samples(tag="devices")
 @pytest.mark.parametrize("spec, sample", DEVICE_SAMPLES, ids=[x.name for _, x in DEVICE_SAMPLES])
 def test_selftest_device_comparison_of_the_cpu_with_itself_finds_no_difference(spec, sample):
     """The selftest's NumPy-vs-CuPy check, run CPU against CPU: its code path works."""
-    from minires import selftest
+    from minires.tools import selftest
 
     assert "max |difference| 0.0e+00" in selftest._numpy_vs_device(spec, sample, ("cpu", "cpu"))
 

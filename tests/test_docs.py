@@ -28,8 +28,8 @@ import pytest
 from test_tutorials import EXPECTED
 
 import minires.nn.functional as F
-from minires.cli import main
-from minires.course import ASSIGNMENTS, OPS
+from minires.tools.cli import main
+from minires.tools.course import ASSIGNMENTS, OPS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -255,7 +255,7 @@ def test_the_reproduction_commands_run_the_same_configuration(monkeypatch, capsy
     import shlex
 
     import minires.train
-    from minires import cli
+    from minires.tools import cli
 
     config = dict(model="resnet56", dataset="cifar10", epochs=30, schedule="onecycle",
                   device="cuda", data_root="data", download=True, seed=3, limit_train=512,

@@ -15,12 +15,12 @@ import pytest
 
 import minires as mr
 import minires.nn.functional as F
-from minires.cli import main
 from minires.inspect import GradientMonitor, History, Profile, gradient_flow
 from minires.inspect.experiments import degradation, train_and_watch
 from minires.models import BasicBlock, get_model, mlp
 from minires.nn import init
 from minires.optim import SGD
+from minires.tools.cli import main
 
 # ---------------------------------------------------------------- the monitor
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-import minires.cuda as mc
-from minires.cuda import _launch, host
+import minires.cuda_kernels as mc
+from minires.cuda_kernels import _launch, host
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,8 +74,8 @@ def run_sanitized(code: str):
 
 PRELUDE = """
 import numpy as np
-import minires.cuda as mc
-from minires.cuda import _launch, host
+import minires.cuda_kernels as mc
+from minires.cuda_kernels import _launch, host
 _launch.get_function = host.function
 """
 

@@ -401,8 +401,8 @@ def test_every_registered_name_builds_with_the_asked_number_of_classes():
 def test_a_model_registers_itself_with_one_decorator(capsys):
     """One edit adds a model: get_model, list_models, the error message and the
     command's --model help all know it; a second model of the same name is refused."""
-    from minires.cli import main
     from minires.models import registry
+    from minires.tools.cli import main
 
     @models.register_model()
     def tiny_net(num_classes=10):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import minires.nn as nn
-from minires.cli import main
 from minires.data import DataLoader, TensorDataset
 from minires.data import transforms as T
 from minires.distributed import DistributedSampler
+from minires.tools.cli import main
 from minires.train import ConfigError, RunState, launch, parallel
 
 

@@ -269,7 +269,7 @@ def test_a_run_started_by_hand_with_its_printed_command_is_continued(reference, 
     and stopped is taken up by the next call, and the result is the same."""
     import shlex
 
-    from minires import cli
+    from minires.tools import cli
     from minires.train.interrupt import stop_when
 
     assert script.main([*PLAN, "--device", "cpu", "--out", str(tmp_path), "--dry-run"]) == 0

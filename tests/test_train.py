@@ -9,10 +9,10 @@ import pytest
 
 import minires as mr
 import minires.nn.functional as F
-from minires.cli import main
 from minires.data import CIFAR10, MNIST
 from minires.models import get_model
 from minires.optim import SGD
+from minires.tools.cli import main
 from minires.train import load_checkpoint, run_training
 from minires.train.recipe import init_from
 

@@ -24,7 +24,7 @@
 #
 # **Which minires files it re-derives.** `minires/backend.py` (the one NumPy/CuPy seam:
 # `array_module`, `to_device`, the `overridable` dispatcher and `use_kernels`) and
-# `minires/cuda/conv.py`, minires's own im2col kernel, which overrides the pure-array
+# `minires/cuda_kernels/conv.py`, minires's own im2col kernel, which overrides the pure-array
 # helper `minires.ops.conv.im2col` on the GPU.
 #
 # **No GPU?** Everything that needs one is skipped with a message; the kernel sources
@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minires as mr
-import minires.cuda
+import minires.cuda_kernels
 import minires.nn.functional as F
 from minires import backend
 from minires.ops.conv import im2col, output_size
@@ -177,7 +177,7 @@ print("ElementwiseKernel(", ", ".join(repr(a) for a in RELU_BACKWARD_ARGS), ")")
 # `RawKernel` is the same thing without the help: you write the whole `__global__`
 # function, compute each thread's element index from its block and thread number, and
 # choose the launch grid yourself. It is what you need for anything that is not one
-# element in, one element out; `minires/cuda/` writes all its kernels this way (as C++
+# element in, one element out; `minires/cuda_kernels/` writes all its kernels this way (as C++
 # templates, so one source serves float32 and float64).
 
 # %%
@@ -252,7 +252,7 @@ print(IM2COL_ARGS[2])
 # threads at once": `i = np.arange(size)` is every thread's index, and the kernel body
 # becomes whole-array expressions. Index bugs (a swapped `KH`/`KW`, a missing `% N`)
 # show up here, where they are easy to debug, rather than as garbage on the GPU.
-# (minires goes one step further for its own kernels: `minires/cuda/host.py` compiles
+# (minires goes one step further for its own kernels: `minires/cuda_kernels/host.py` compiles
 # the very same CUDA source with a C++ compiler and runs its threads one by one on the
 # CPU, so the tests check the real kernel code on machines without a GPU.)
 
@@ -297,8 +297,8 @@ print(f"simulated threads: the kernel's index arithmetic matches minires.ops.con
 # environment variable `MINIRES_KERNELS=0`) switches every kernel off, which is how you
 # find out whether a wrong result comes from a kernel.
 #
-# Importing `minires.cuda` (done at the top of this notebook) registers minires's own
-# kernels (`minires.cuda.KERNELS`) when CuPy is installed. The cell below replaces its
+# Importing `minires.cuda_kernels` (done at the top of this notebook) registers minires's own
+# kernels (`minires.cuda_kernels.KERNELS`) when CuPy is installed. The cell below replaces its
 # im2col kernel with ours, checks `F.conv2d` with kernels on and off, times the three
 # versions of im2col, and puts minires's kernel back.
 
@@ -344,13 +344,13 @@ if GPU:
           f"{worst:.1e}")
     assert worst < 1e-5
 
-    backend.register_kernel("im2col", minires.cuda.KERNELS["im2col"])  # minires's own again
+    backend.register_kernel("im2col", minires.cuda_kernels.KERNELS["im2col"])  # minires's own again
 
     big = cp.asarray(rng.standard_normal((128, 16, 32, 32)).astype(np.float32))
     args = (3, 3, (1, 1), (1, 1), (1, 1))
     versions = {"pure-xp reference": im2col.reference,
                 "tutorial kernel": im2col_tutorial_kernel,
-                "minires.cuda kernel": minires.cuda.KERNELS["im2col"]}
+                "minires.cuda_kernels kernel": minires.cuda_kernels.KERNELS["im2col"]}
     for name, fn in versions.items():
         print(f"im2col of a (128, 16, 32, 32) batch, {name:20s} "
               f"{timed(lambda fn=fn: fn(cp, big, *args)) * 1e3:7.3f} ms")

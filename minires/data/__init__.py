@@ -17,16 +17,8 @@ array module, so augmentation runs on the GPU too::
 """
 
 from . import transforms
-from .datasets import (
-    CIFAR10,
-    MNIST,
-    Dataset,
-    TensorDataset,
-    default_root,
-    get_dataset,
-    read_cifar_batch,
-    read_idx,
-)
+from .cifar10 import CIFAR10
+from .dataset import Dataset, TensorDataset
 from .download import (
     DatasetError,
     download_url,
@@ -37,6 +29,9 @@ from .download import (
 )
 from .image_folder import ImageFolder
 from .loader import DataLoader
+from .mnist import MNIST
+from .readers import default_root, read_cifar_batch, read_idx
+from .registry import get_dataset
 from .transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,

@@ -26,7 +26,7 @@ import os
 
 import numpy
 
-from .datasets import Dataset
+from .dataset import Dataset
 from .download import DatasetError
 
 # The extensions torchvision's ImageFolder accepts; Pillow decodes them all.

@@ -118,7 +118,7 @@ def pretrained_weights(arch: str, name: str = "DEFAULT") -> PretrainedWeights:
 
 
 def weights_folder(root=None) -> str:
-    from ..data.datasets import default_root
+    from ..data.readers import default_root
 
     return os.path.join(os.path.expanduser(os.fspath(root)) if root else default_root(),
                         "weights")

@@ -5,7 +5,7 @@ underneath but behaves like CuPy 14 where minires could go wrong on a GPU: it re
 implicit conversions to NumPy, NumPy operands in device operations, and every name or
 keyword the real CuPy lacks (``cupy_api.json``, dumped from the real wheel by
 ``scripts/dump_cupy_api.py``); integer array indices wrap; CUDA kernels are compiled
-for the CPU by ``minires.cuda.host``; and every host synchronisation is recorded.
+for the CPU by ``minires.cuda_kernels.host``; and every host synchronisation is recorded.
 
 Put ``tests/cupy_standin`` first on ``sys.path`` (``MINIRES_CUPY_STANDIN=1`` does it in
 tests/conftest.py; ``PYTHONPATH=tests/cupy_standin:.`` for commands) and ``import cupy``

@@ -1,5 +1,5 @@
 """``cupy.cuda`` of the stand-in: one device, streams and events that are always done,
-kernels compiled for the CPU by ``minires.cuda.host``, and CUDA libraries that can be
+kernels compiled for the CPU by ``minires.cuda_kernels.host``, and CUDA libraries that can be
 made to fail to load.
 
 Settings (environment variables, read at each call, so a test can change them):
@@ -258,7 +258,7 @@ def _extern_c_names(code: str) -> tuple:
 
 
 class RawModule:
-    """``cupy.RawModule``: the CUDA source compiled for the CPU by minires.cuda.host
+    """``cupy.RawModule``: the CUDA source compiled for the CPU by minires.cuda_kernels.host
     (NVRTC's part: it fails as CuPy does when NVRTC is missing)."""
 
     __module__ = "cupy"
@@ -280,7 +280,7 @@ class RawModule:
     def compile(self, log_stream=None) -> None:
         load_library("nvrtc")
         if self._library is None:
-            from minires.cuda import host
+            from minires.cuda_kernels import host
 
             self._library = host.build(SimpleNamespace(code=self.code,
                                                        name_expressions=self._names))
@@ -318,7 +318,7 @@ class RawKernel:
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None,
                  enable_cooperative_groups=False):
-        from minires.cuda import host
+        from minires.cuda_kernels import host
 
         from ._array import ndarray
 

@@ -1,4 +1,4 @@
-"""Compiling and launching kernels: the only file in ``minires.cuda`` that talks to CuPy.
+"""Compiling and launching kernels: the only file in ``minires.cuda_kernels`` that talks to CuPy.
 
 Every kernel here is a C++ function template on its element type ``T``, so one source
 serves float32 (``T = float``) and float64 (``T = double``). CuPy compiles a source with

@@ -6,9 +6,9 @@ other, so running the threads one after another on the CPU gives the same answer
 the GPU does. That makes every kernel's index arithmetic testable, and debuggable with
 print statements, on a machine without a GPU:
 
-    from minires.cuda import _launch, host
+    from minires.cuda_kernels import _launch, host
     _launch.get_function = host.function      # kernels now run on the CPU
-    col = minires.cuda.conv.im2col(numpy, x, 3, 3, (1, 1), (1, 1))
+    col = minires.cuda_kernels.conv.im2col(numpy, x, 3, 3, (1, 1), (1, 1))
 
 What this cannot show: races between threads, memory coalescing, speed, and NVRTC's
 quirks (it has no C standard headers; the kernel tests compile the sources with nvcc
@@ -163,7 +163,7 @@ def sanitizer_environment(names=SANITIZERS) -> dict:
     if "address" in names:
         cxx = compiler()
         if cxx is None:
-            raise RuntimeError("minires.cuda.host needs a C++ compiler (g++ or clang++)")
+            raise RuntimeError("minires.cuda_kernels.host needs a C++ compiler (g++ or clang++)")
         found = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True,
                                text=True).stdout.strip()
         if not os.path.isabs(found) or not os.path.exists(found):
@@ -187,7 +187,8 @@ def build(source, directory=None):
     code = host_source(source)
     cxx = compiler()
     if cxx is None:
-        raise RuntimeError("minires.cuda.host needs a C++ compiler (g++ or clang++, or $CXX)")
+        raise RuntimeError("minires.cuda_kernels.host needs a C++ compiler (g++ or clang++, "
+                           "or $CXX)")
     flags = compile_flags()
     key = hashlib.sha1("\0".join([code, cxx] + flags).encode()).hexdigest()[:16]
     if key in _libraries:
@@ -195,7 +196,7 @@ def build(source, directory=None):
     if "address" in sanitizers() and not asan_loaded():
         raise RuntimeError("MINIRES_HOST_SANITIZE=address: this Python process did not start "
                            "with AddressSanitizer's runtime, so it cannot load the kernels; "
-                           "start it with the variables of minires.cuda.host."
+                           "start it with the variables of minires.cuda_kernels.host."
                            "sanitizer_environment() (LD_PRELOAD=$(g++ "
                            "-print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0)")
     directory = directory or cache_directory()
@@ -259,5 +260,5 @@ class HostFunction:
 
 
 def function(source, expression: str) -> HostFunction:
-    """Drop-in for ``minires.cuda._launch.get_function`` that runs on the CPU."""
+    """Drop-in for ``minires.cuda_kernels._launch.get_function`` that runs on the CPU."""
     return HostFunction(build(source), expression)

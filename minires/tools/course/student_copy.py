@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .assignments import OPS, select
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the installed minires package
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the installed minires package
 
 # Skipped everywhere in the tree: version control and caches.
 _SKIP_ANYWHERE = {".git", ".hg", ".svn", "__pycache__", ".pytest_cache", ".ruff_cache",
@@ -161,7 +161,7 @@ def _minimal_pyproject() -> str:
         "build-backend = \"setuptools.build_meta\"\n\n"
         f"[project]\nname = \"minires\"\nversion = \"{version}\"\n"
         f"requires-python = \">=3.10\"\ndependencies = [{deps}]\n\n"
-        "[project.scripts]\nminires = \"minires.cli:main\"\n\n"
+        "[project.scripts]\nminires = \"minires.tools.cli:main\"\n\n"
         "[tool.setuptools.packages.find]\ninclude = [\"minires*\"]\n\n"
         "[tool.setuptools.package-data]\nminires = [\"data/samples/**/*\"]\n"
     )

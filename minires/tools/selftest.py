@@ -1,4 +1,4 @@
-"""Check a minires installation on a device: ``python -m minires.selftest --device cuda``.
+"""Check a minires installation on a device: ``minires selftest --device cuda``.
 
 The test suite is not installed with the package; this module runs the checks that
 prove minires works on a new machine, above all on a GPU, from the op specs that ship
@@ -9,7 +9,7 @@ with it:
   ``--quick``, one per op), run on the device;
 * every CUDA kernel against the pure-xp helper it replaces (the specs' kernel cases,
   ``minires.opspec.kernels``), float32 and float64; with ``--device cpu`` the kernels'
-  own source is built for the CPU by a C++ compiler (``minires.cuda.host``), which
+  own source is built for the CPU by a C++ compiler (``minires.cuda_kernels.host``), which
   checks their index arithmetic;
 * NumPy against CuPy for the specs' ``devices`` samples (conv2d, max_pool2d,
   batch_norm, cross_entropy), forward and backward (GPU only);
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from . import backend
+from .. import backend
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _run(results: list, name: str, fn) -> None:
 def _gradient_samples(quick: bool) -> list:
     """(spec, sample) to check: every gradient-check sample of the op specs, fixed and
     drawn for this run; with ``quick``, the first fixed one of each spec."""
-    from .opspec import samples
+    from ..opspec import samples
 
     chosen = samples(gradcheck=True)
     if quick:
@@ -88,9 +88,8 @@ def _gradient_check(device, spec, sample):
 
 
 def _kernel_parity(device, helper):
-    # `from . import cuda` would give backend.cuda: minires.__init__ binds that name
-    from .cuda import KERNELS, _launch, host
-    from .opspec import kernels as parity
+    from ..cuda_kernels import KERNELS, _launch, host
+    from ..opspec import kernels as parity
 
     cases = [c for c in parity.cases() if c.helper == helper]
     if device == "cuda":
@@ -150,7 +149,7 @@ def _numpy_vs_device(spec, sample, devices=("cpu", "cuda")):
 def _model_and_batch(device, batch: int):
     import minires as mr
 
-    from .models import get_model
+    from ..models import get_model
 
     mr.manual_seed(0)
     rng = numpy.random.default_rng(0)
@@ -164,7 +163,7 @@ def _model_and_batch(device, batch: int):
 def _training_smoke(device, quick: bool):
     import minires.nn.functional as F
 
-    from .optim import SGD
+    from ..optim import SGD
 
     batch, steps = (8, 4) if quick else (64, 10)
     model, x, y = _model_and_batch(device, batch)
@@ -186,7 +185,7 @@ def _training_smoke(device, quick: bool):
 def _save_load(device):
     import minires as mr
 
-    from .models import get_model
+    from ..models import get_model
 
     model, x, _ = _model_and_batch(device, 4)
     model.eval()
@@ -243,8 +242,8 @@ def _tf32_matmul(device):
 
 def run_checks(device: str = "cuda", quick: bool = False) -> list:
     """Run every check on ``device``; return a list of ``Result``."""
-    from .cuda import KERNELS
-    from .opspec import samples
+    from ..cuda_kernels import KERNELS
+    from ..opspec import samples
 
     results: list = []
     for spec, sample in _gradient_samples(quick):
@@ -273,18 +272,27 @@ def format_table(results) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minires.selftest",
-                                     description=__doc__.splitlines()[0])
+def add_arguments(parser) -> None:
+    """The options of ``minires selftest`` (and ``python -m minires.tools.selftest``)."""
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
                         help="where to run the checks (default: cuda)")
     parser.add_argument("--quick", action="store_true",
                         help="one gradient check per op and a smaller training smoke test")
-    args = parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="minires selftest",
+                                     description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args) -> int:
+    """Run the checks a parsed command line asks for; return the exit status."""
     problem = backend._cuda_probe() if args.device == "cuda" else None
     if problem is not None and problem[0] in ("cupy", "gpu"):
         print(f"minires selftest: no GPU to test ({problem[1]}) Nothing was checked on "
-              "CUDA; run `python -m minires.selftest --device cpu` for the CPU checks.")
+              "CUDA; run `minires selftest --device cpu` for the CPU checks.")
         return 0
     if problem is not None:  # a GPU, and CuPy, but a CUDA library it needs is missing
         print(f"minires selftest: FAIL before any check: {problem[1]}")
@@ -297,7 +305,7 @@ def main(argv=None) -> int:
                 f"CuPy {backend.cupy.__version__})"
     else:
         where = "cpu"
-    from .opspec import run_seed
+    from ..opspec import run_seed
 
     print(f"minires {minires.__version__} selftest on {where}, NumPy {numpy.__version__}, "
           f"kernels {'on' if backend.kernels_enabled() else 'off'}, op samples drawn with "

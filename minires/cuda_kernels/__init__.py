@@ -1,4 +1,5 @@
-"""CUDA kernels for minires, and ``mr.cuda.is_available()`` as in ``torch.cuda``.
+"""CUDA kernels for minires (``mr.cuda.is_available()``, as in ``torch.cuda``, is
+``minires.backend.cuda``).
 
 Each kernel replaces one array-level helper of ``minires.ops`` (marked ``@overridable``
 there) for CuPy arrays; the pure-xp helper stays the reference it must match
@@ -20,7 +21,7 @@ float64; other dtypes, and arrays of 2**31 elements or more, go to the reference
 
 Also here: ``host.py``, which builds the same CUDA source for the CPU, so the
 kernel-versus-reference cases of the op specs (``minires.opspec.kernels``), which the
-tests and ``python -m minires.selftest`` run, check every kernel's arithmetic on
+tests and ``minires selftest`` run, check every kernel's arithmetic on
 machines without a GPU.
 """
 
@@ -28,13 +29,6 @@ from __future__ import annotations
 
 from .. import backend
 from . import conv, loss, norm, pool
-
-# ``import minires.cuda`` makes this package the attribute ``minires.cuda``, so it
-# offers what ``backend.cuda`` does.
-is_available = backend.cuda.is_available
-unavailable_reason = backend.cuda.unavailable_reason
-device_count = backend.cuda.device_count
-synchronize = backend.cuda.synchronize
 
 # helper name in minires.ops -> its CUDA version
 KERNELS = {
@@ -62,5 +56,4 @@ def register() -> list:
 
 registered = register()
 
-__all__ = ["KERNELS", "SOURCES", "device_count", "is_available", "register", "registered",
-           "synchronize", "unavailable_reason"]
+__all__ = ["KERNELS", "SOURCES", "register", "registered"]

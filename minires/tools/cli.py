@@ -1,4 +1,5 @@
-"""The ``minires`` command: ``train``, ``eval``, ``info`` and ``demo``."""
+"""The ``minires`` command: ``train``, ``eval``, ``info``, ``demo``, ``gradients``,
+``selftest``, ``grade`` and ``make-student-copy``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import numpy
 
-from .serialization import CheckpointError
+from ..serialization import CheckpointError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,10 +20,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _train_parser(commands) -> None:
-    from .backend import MATMUL_PRECISIONS
-    from .models import list_models
-    from .train.recipe import DEFAULTS as D
-    from .train.recipe import OPTIMIZERS, SCHEDULES
+    from ..backend import MATMUL_PRECISIONS
+    from ..models import list_models
+    from ..train.recipe import DEFAULTS as D
+    from ..train.recipe import OPTIMIZERS, SCHEDULES
 
     # Every default is None here and comes from DEFAULTS in run_training, so a resumed
     # run can tell a setting given on the command line from one left out.
@@ -91,8 +92,8 @@ def _parallel_options(p) -> None:
 
 
 def _train(args, argv: list) -> None:
-    from .distributed import launcher_world_size
-    from .train import launch, parallel, run_training
+    from ..distributed import launcher_world_size
+    from ..train import launch, parallel, run_training
 
     config = {k: v for k, v in vars(args).items() if v is not None and k != "command"}
     nproc = config.pop("nproc", None)
@@ -112,9 +113,9 @@ def _train(args, argv: list) -> None:
 
 
 def _eval(args) -> None:
-    from .data import DataLoader, get_dataset
-    from .train import evaluate, load_checkpoint
-    from .train.recipe import build_model, check_device, check_model_takes, normalisation
+    from ..data import DataLoader, get_dataset
+    from ..train import evaluate, load_checkpoint
+    from ..train.recipe import build_model, check_device, check_model_takes, normalisation
 
     device = check_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
@@ -142,8 +143,8 @@ def _info(args) -> None:
 
     import numpy
 
-    from . import __version__, backend
-    from .data import default_root
+    from .. import __version__, backend
+    from ..data import default_root
 
     print(f"minires {__version__}, Python {platform.python_version()}, NumPy "
           f"{numpy.__version__}")
@@ -240,7 +241,7 @@ def _gradients_parser(commands) -> None:
 
 
 def _gradients(args) -> None:
-    from .inspect import experiments as E
+    from ..inspect import experiments as E
 
     if args.experiment == "resnet":
         result = E.plain_vs_resnet(args.depths, args.variants, args.batch_size,
@@ -280,8 +281,8 @@ def main(argv=None) -> None:
     status 2; a run stopped by a non-finite loss exits with 1, one stopped by Ctrl-C
     with 130 and by SIGTERM with 143, after saving its checkpoint. Set MINIRES_DEBUG=1
     for the full traceback instead."""
-    from .data import DatasetError
-    from .train import ConfigError, NonFiniteError, TrainingInterrupted
+    from ..data import DatasetError
+    from ..train import ConfigError, NonFiniteError, TrainingInterrupted
 
     parser = _Parser(prog="minires", description="minires: learn deep learning by "
                      "building it.")
@@ -298,6 +299,12 @@ def main(argv=None) -> None:
     demo.add_argument("--steps", type=int, default=150)
     _course_parsers(commands)
     _gradients_parser(commands)
+    from . import selftest
+
+    check = commands.add_parser(
+        "selftest", help="check this installation on a device (gradient checks, kernels, "
+        "NumPy vs CuPy, a few training steps)", description=selftest.__doc__.splitlines()[0])
+    selftest.add_arguments(check)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     user_errors = (ConfigError, CheckpointError, DatasetError, OSError, ValueError)
@@ -310,6 +317,8 @@ def main(argv=None) -> None:
             _info(args)
         elif args.command == "gradients":
             _gradients(args)
+        elif args.command == "selftest":
+            sys.exit(selftest.run(args))
         elif args.command in ("grade", "make-student-copy"):
             from .course.cli import run
 
@@ -340,12 +349,12 @@ def _report(message: str | None, error: BaseException, status: int):
     """Print ``message`` (if any) and exit with ``status``. With several ranks
     (mpiexec): an error that every rank raised alike is printed by rank 0; one of this
     rank alone ends every rank (MPI_Abort), since the others would wait for it forever."""
-    from . import distributed as dist
+    from .. import distributed as dist
 
     several = dist.is_initialized() and dist.get_world_size() > 1
     if several:
-        from .distributed import faults
-        from .train.parallel import on_every_rank
+        from ..distributed import faults
+        from ..train.parallel import on_every_rank
 
         rank, size = dist.get_rank(), dist.get_world_size()
         if not on_every_rank(error):
