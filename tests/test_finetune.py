@@ -334,6 +334,16 @@ def test_freeze_bn_on_a_model_without_batchnorm_is_an_error(tmp_path, capsys):
 # --------------------------------------------------------------------------- preprocessing
 
 
+@pytest.mark.parametrize("images, batches", [(9, 2), (10, 3), (8, 2), (1, 1)])
+def test_a_last_batch_of_one_image_is_dropped(images, batches):
+    from minires.train.recipe import make_loaders
+
+    config = {**DEFAULTS, "dataset": "cifar10-sample", "limit_train": images, "batch_size": 4}
+    train, _ = make_loaders(config)
+    assert len(train) == batches
+    assert sum(len(labels) for _, labels in train) == min(images, 4 * batches)
+
+
 def test_image_folders_get_imagenet_preprocessing_as_documented():
     config = {**DEFAULTS, "dataset": "imagefolder:photos"}
     prep = preprocessing(config)

@@ -189,7 +189,10 @@ def make_loaders(config: dict):
         n = int(config["limit_train"])
         train_set = TensorDataset(train_set.data[:n], train_set.targets[:n],
                                   classes=train_set.classes)
-    train = DataLoader(train_set, config["batch_size"], shuffle=True, drop_last=False,
+    # A last batch of one image cannot be batch-normalised in training (no variance), so
+    # it is dropped; the order is shuffled, so each epoch leaves out another image.
+    drop_last = len(train_set) % config["batch_size"] == 1 < len(train_set)
+    train = DataLoader(train_set, config["batch_size"], shuffle=True, drop_last=drop_last,
                        seed=config["seed"], transform=prep.train, device=config["device"])
     return train, make_test_loader(config, root=root, download=config["download"])
 
