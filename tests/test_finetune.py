@@ -44,7 +44,8 @@ def folder(tmp_path_factory):
             for i in range(count):
                 shape = (40, 48, 3) if i % 3 else (50, 30, 3)
                 pixels = np.clip(rng.normal(colour, 50, shape), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(root / split / name / f"{i}.{'png' if i % 2 else 'jpg'}")
+                suffix = "png" if i % 2 else "jpg"
+                Image.fromarray(pixels).save(root / split / name / f"{i}.{suffix}")
     return root
 
 

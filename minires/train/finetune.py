@@ -251,9 +251,9 @@ def freeze_batch_norm(model) -> int:
     if not layers:
         raise ConfigError(f"--freeze-bn: {type(model).__name__} has no BatchNorm layer")
     if not all(m.affine for m in layers):
-        raise ConfigError("--freeze-bn: a BatchNorm layer without weights (affine=False) "
-                          "cannot be told apart from a trained one; freeze needs affine "
-                          "layers")
+        raise ConfigError("--freeze-bn: the model has BatchNorm layers without weight and "
+                          "bias (affine=False); the training loop keeps the statistics of "
+                          "a layer fixed only when it has weights, frozen")
     for m in layers:
         m.requires_grad_(False)
     return len(layers)
