@@ -51,8 +51,13 @@ def enable_grad():
 class Context:
     """What a ``Function`` remembers between forward and backward; also the graph node.
 
-    ``Tensor.grad_fn`` is the Context of the op that made the tensor.
+    ``Tensor.grad_fn`` is the Context of the op that made the tensor. The engine's own
+    fields are slots; whatever an op stores as an attribute (``ctx.x_shape = x.shape``)
+    lands in the instance dict, the op's namespace, which ``release`` empties in one go.
     """
+
+    __slots__ = ("function", "xp", "inputs", "needs_input_grad", "hooks", "_saved",
+                 "_versions", "_freed", "__dict__")
 
     def __init__(self, function, xp, inputs, needs_input_grad):
         self.function = function
@@ -84,17 +89,15 @@ class Context:
 
     def release(self) -> None:
         """Free what forward saved once backward is done (unless retain_graph): the
-        saved arrays, the attributes, and the input tensors themselves, whose arrays
-        are the activations. The edges stay (``_Edge``: only where the gradient went)."""
+        saved arrays, the op's attributes, and the input tensors themselves, whose
+        arrays are the activations. The edges stay (``_Edge``: only where the gradient
+        went)."""
         self._saved = ()
         self._versions = ()
         self._freed = True
         self.hooks = []
         self.inputs = tuple(_Edge(t) for t in self.inputs)
-        for name in list(vars(self)):
-            if name not in ("function", "xp", "inputs", "needs_input_grad", "hooks",
-                            "_saved", "_versions", "_freed"):
-                delattr(self, name)
+        vars(self).clear()  # the op's namespace
 
     def name(self) -> str:
         return f"{self.function.__name__}Backward"

@@ -322,3 +322,28 @@ def test_the_graph_can_still_be_walked_after_backward():
     assert loss.grad_fn.inputs[0].shape == (4, 2)
     with pytest.raises(RuntimeError, match="second time"):
         loss.backward()
+
+
+class _KeepsAttributes(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.mask, ctx.in_shape = x > 0, x.shape  # op state: an array and metadata
+        return x * ctx.mask
+
+    @staticmethod
+    def backward(ctx, gy):
+        # y = x where x > 0  =>  gx = gy where x > 0
+        return gy * ctx.mask
+
+
+@pytest.mark.parametrize("retain_graph", [False, True])
+def test_release_empties_the_ops_attributes_and_keeps_the_nodes_fields(retain_graph):
+    x = mr.randn(5, requires_grad=True)
+    y = _KeepsAttributes.apply(x)
+    node = y.grad_fn
+    assert set(vars(node)) == {"mask", "in_shape"}  # the op's namespace, nothing else
+    y.sum().backward(retain_graph=retain_graph)
+    np.testing.assert_array_equal(x.grad.numpy(), x.numpy() > 0)
+    assert set(vars(node)) == (set() if not retain_graph else {"mask", "in_shape"})
+    assert node.function is _KeepsAttributes and node.needs_input_grad == (True,)
+    assert node.name() == "_KeepsAttributesBackward"
