@@ -33,8 +33,8 @@ import minires.nn.functional as F
 from minires.models import get_model
 from minires.optim import SGD
 
-# the module (``minires.tensor`` is also the name of the factory function)
-engine = importlib.import_module("minires.tensor")
+# the engine calls the guards of minires.autograd_safety through these names
+engine = importlib.import_module("minires.autograd")
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ import numpy
 
 from . import backend
 from .files import atomic_write
-from .tensor import Tensor
+from .tensors import Tensor
 
 FORMAT = "minires.checkpoint"
 VERSION = 1

@@ -12,8 +12,8 @@ import pytest
 import minires as mr
 import minires.nn as nn
 import minires.nn.functional as F
+from minires.autograd import Function
 from minires.optim import SGD, Adam
-from minires.tensor import Function
 
 # --------------------------------------------------------------------------- versions
 

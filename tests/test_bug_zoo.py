@@ -9,11 +9,11 @@ import pytest
 
 import minires as mr
 from minires import backend
+from minires.autograd import Function
 from minires.ops.basic import Mul, sum_to
 from minires.ops.conv import Conv2d, output_size
 from minires.ops.norm import BatchNorm
 from minires.ops.pool import MaxPool2d, _scatter_windows
-from minires.tensor import Function
 
 
 class MulForgetsGy(Function):

@@ -1,5 +1,7 @@
 """The autograd engine: graphs, accumulation, modes and the Tensor surface."""
 
+import types
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,16 @@ def test_use_kernels_switches_dispatch_to_reference():
     assert backend.use_kernels(previous) is False  # returns what it replaces
     assert backend.kernels_enabled() is previous
     backend._kernels.pop("helper")
+
+
+def test_the_engine_modules_are_not_shadowed_by_functions():
+    import importlib
+
+    import minires.autograd
+    import minires.tensors
+
+    assert isinstance(minires.tensors, types.ModuleType)
+    assert isinstance(minires.autograd, types.ModuleType)
+    assert importlib.import_module("minires.tensors").Tensor is mr.Tensor
+    assert importlib.import_module("minires.autograd").Function is mr.Function
+    assert callable(mr.tensor) and mr.tensor([1.0]).shape == (1,)  # PyTorch's factory

@@ -34,7 +34,7 @@ import numpy as np
 
 import minires as mr
 import minires.nn.functional as F
-from minires.tensor import Function
+from minires.autograd import Function
 
 mr.manual_seed(0)
 rng = np.random.default_rng(0)

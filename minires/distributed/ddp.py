@@ -53,8 +53,9 @@ import time
 import weakref
 
 from .. import backend
+from ..autograd import is_grad_enabled, no_grad
 from ..nn.module import Module
-from ..tensor import Tensor, is_grad_enabled, no_grad
+from ..tensors import Tensor
 from . import group as _group
 
 # The default size of a bucket, in MiB (bucket_cap_mb=None picks it by device).

@@ -28,10 +28,11 @@ identity and SyncBatchNorm computes exactly what BatchNorm computes.
 from __future__ import annotations
 
 from .. import backend
+from ..autograd import Function
 from ..nn.module import Module
 from ..nn.norm import _BatchNorm
 from ..ops.norm import batch_norm, channel_sum
-from ..tensor import Function, Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from . import group as _group
 
 

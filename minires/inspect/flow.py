@@ -15,7 +15,7 @@ import numpy
 
 from .. import no_grad
 from ..nn import functional as F
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .monitor import GradientMonitor
 from .profile import Profile
 

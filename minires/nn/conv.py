@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..ops import channel_major as cm
 from ..ops import fast_conv
 from ..ops.conv import pair
-from ..tensor import Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from . import functional as F
 from . import init
 from .linear import _empty

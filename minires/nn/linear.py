@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensors import Tensor
 from . import functional as F
 from . import init
 from .module import Module

@@ -42,8 +42,10 @@ from collections import OrderedDict, namedtuple
 import numpy
 
 from .. import backend
+from ..autograd import is_grad_enabled
+from ..autograd_safety import increment_version
 from ..ops import reshape
-from ..tensor import Tensor, increment_version, is_grad_enabled
+from ..tensors import Tensor
 from .parameter import Parameter
 
 

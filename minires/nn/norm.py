@@ -12,7 +12,7 @@ from __future__ import annotations
 from .. import backend
 from ..ops import channel_major as cm
 from ..ops.fused_norm import batch_norm_act
-from ..tensor import Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from . import functional as F
 from . import init
 from .linear import _empty

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Function, Tensor, as_tensor
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
 from .shape import _axis
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numbers
 
 from .. import backend
-from ..tensor import Function, Tensor, as_tensor
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
 
 
 def sum_to(xp, g, shape):

@@ -12,8 +12,9 @@ that ``mr.set_float32_matmul_precision('high')`` (TF32) reaches it.
 from __future__ import annotations
 
 from .. import backend
+from ..autograd import Function
 from ..backend import overridable
-from ..tensor import Function, Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 
 
 def pair(value, name: str, op: str) -> tuple:

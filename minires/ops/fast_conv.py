@@ -22,7 +22,8 @@ scratch buffer that every layer shares (``channel_major.workspace``).
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function
+from ..tensors import Tensor
 from . import channel_major as cm
 from .conv import check_conv_args, output_size, pair
 

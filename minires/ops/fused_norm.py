@@ -17,7 +17,8 @@ returns or sums over, so each result is again a valid padded input for a convolu
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Function, Tensor, _check_same_device, as_tensor
+from ..autograd import Function, check_same_device
+from ..tensors import Tensor, as_tensor
 from . import channel_major as cm
 
 
@@ -135,7 +136,7 @@ def batch_norm_act(input, running_mean, running_var, weight=None, bias=None, tra
     w = as_tensor(weight) if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
     b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
     # the running statistics are settings, not inputs: Function.apply does not see them
-    _check_same_device("BatchNormAct", [x, w, b] + [
+    check_same_device("BatchNormAct", [x, w, b] + [
         as_tensor(t) for t in (running_mean, running_var) if t is not None])
     stats = []
     for name, t in (("running_mean", running_mean), ("running_var", running_var),

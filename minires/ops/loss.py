@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy
 
 from .. import backend
+from ..autograd import Function
 from ..backend import overridable
-from ..tensor import Function, Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from .activation import log_softmax, log_softmax_array
 from .basic import add, mul, neg, sub
 from .reduce import mean, sum

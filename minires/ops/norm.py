@@ -10,8 +10,9 @@ one does not, because those two terms then cancel exactly.
 from __future__ import annotations
 
 from .. import backend
+from ..autograd import Function, check_same_device
 from ..backend import overridable
-from ..tensor import Function, Tensor, _check_same_device, as_tensor
+from ..tensors import Tensor, as_tensor
 
 
 def channel_sum(xp, a, b=None):
@@ -98,7 +99,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
     # the running statistics are settings, not inputs: Function.apply does not see them,
     # and on a GPU a CPU buffer would fail deep inside CuPy (it refuses host arrays)
-    _check_same_device("BatchNorm", [x, w, b] + [
+    check_same_device("BatchNorm", [x, w, b] + [
         as_tensor(t) for t in (running_mean, running_var) if t is not None])
     stats = []
     for name, t in (("running_mean", running_mean), ("running_var", running_var),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .. import backend
+from ..autograd import Function
 from ..backend import overridable
-from ..tensor import Function, Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from .conv import output_size, pair
 from .reduce import mean
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from .. import backend
-from ..tensor import Function, MaxResult, Tensor, as_tensor
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
 from .basic import mul, sub
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])  # like torch.return_types.max
 
 
 def _axes(dim, ndim: int, op: str):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import itertools
 
 from .. import backend
-from ..tensor import Function, Tensor, as_tensor
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
 
 
 def _axis(dim: int, ndim: int, op: str) -> int:

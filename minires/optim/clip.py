@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensors import Tensor
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
