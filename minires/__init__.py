@@ -27,7 +27,7 @@ from .backend import (
     set_float32_matmul_precision,
     use_kernels,
 )
-from .gradcheck import GradcheckError, gradcheck
+from .gradient_check import GradcheckError, gradcheck
 from .ops import amax, cat, exp, log, matmul, max, mean, sqrt, sum
 from .safetensors_io import load_safetensors, save_safetensors
 from .serialization import CheckpointError, load, save

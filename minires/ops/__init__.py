@@ -1,9 +1,23 @@
 """Every differentiable op: a ``Function`` subclass and its lowercase wrapper."""
 
 from .activation import dropout, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
-from .basic import abs, add, cast, div, exp, log, matmul, mul, neg, pow, sqrt, sub, to_device
+from .basic import (
+    abs,
+    add,
+    cast,
+    div,
+    exp,
+    linear,
+    log,
+    matmul,
+    mul,
+    neg,
+    pow,
+    sqrt,
+    sub,
+    to_device,
+)
 from .conv import conv2d
-from .linear import linear
 from .loss import cross_entropy, mse_loss, nll_loss
 from .norm import batch_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d

@@ -1,4 +1,4 @@
-"""Elementwise arithmetic, matmul, dtype and device moves.
+"""Elementwise arithmetic, matmul and ``linear``, dtype and device moves.
 
 Binary ops broadcast like NumPy; their backward sums the gradient back down to each
 input's shape (``sum_to``), which is the step most hand-written autograds forget.
@@ -11,6 +11,7 @@ import numbers
 from .. import backend
 from ..autograd import Function
 from ..tensors import Tensor, as_tensor
+from .shape import transpose
 
 
 def sum_to(xp, g, shape):
@@ -315,6 +316,26 @@ def matmul(a, b) -> Tensor:
         raise TypeError(f"matmul: expected both arguments to have the same dtype, got "
                         f"{a.dtype} and {b.dtype}")
     return Matmul.apply(a, b)
+
+
+def linear(input, weight, bias=None) -> Tensor:
+    """y = input @ weight^T + bias, with weight of shape (out_features, in_features): a
+    composite of matmul and add, with no backward of its own."""
+    x, w = as_tensor(input), as_tensor(weight)
+    if w.ndim != 2:
+        raise ValueError(f"linear: expected a 2-D weight (out_features, in_features), got shape "
+                         f"{w.shape}")
+    if x.ndim == 0 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input of shape {x.shape} has {x.shape[-1] if x.ndim else 0} "
+                         f"features but weight of shape {w.shape} expects {w.shape[1]}")
+    y = matmul(x, transpose(w, 0, 1))
+    if bias is not None:
+        b = as_tensor(bias)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"linear: bias of shape {b.shape} does not match the {w.shape[0]} "
+                             f"outputs of weight {w.shape}")
+        y = add(y, b)
+    return y
 
 
 def cast(x, dtype) -> Tensor:
