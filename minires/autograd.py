@@ -20,6 +20,7 @@ from .autograd_safety import (
     Edge,
     call_backward,
     check_saved_versions,
+    increment_version,
     owns_writable_memory,
     read_only,
     record_saved_versions,
@@ -72,7 +73,7 @@ class Context:
     def __init__(self, function, xp, inputs, needs_input_grad):
         self.function = function
         self.xp = xp
-        self.inputs = inputs  # the input Tensors: the edges of the graph
+        self.inputs = inputs  # the input Tensors (None where left out): the graph's edges
         self.needs_input_grad = needs_input_grad
         self.hooks = []  # Tensor.register_hook on the output of this node
         self._saved = ()
@@ -81,6 +82,24 @@ class Context:
 
     def save_for_backward(self, *arrays) -> None:
         self._saved = arrays
+
+    def mark_dirty(self, *arrays) -> None:
+        """Declare, before changing them, that forward updates these input arrays in
+        place (BatchNorm's running statistics), as PyTorch's ``ctx.mark_dirty``. Only an
+        input that needs no gradient may be updated; its version counter moves, so a
+        graph that saved its old values refuses to backward."""
+        for array in arrays:
+            tensor = next((t for t in self.inputs if t is not None and t.data is array), None)
+            if tensor is None:
+                raise RuntimeError(f"{self.function.__name__}.forward: mark_dirty() was given "
+                                   "an array that is not one of its inputs")
+            if tensor.requires_grad:
+                raise RuntimeError(
+                    f"{self.function.__name__}.forward updates an input of shape "
+                    f"{tensor.shape} in place, but that input requires grad; the engine "
+                    "records no in-place updates (detach it, or pass a tensor that needs "
+                    "no gradient)")
+            increment_version(tensor)
 
     @property
     def saved_tensors(self) -> tuple:
@@ -106,7 +125,7 @@ class Context:
         self._versions = ()
         self._freed = True
         self.hooks = []
-        self.inputs = tuple(Edge(t) for t in self.inputs)
+        self.inputs = tuple(None if t is None else Edge(t) for t in self.inputs)
         vars(self).clear()  # the op's namespace
 
     def name(self) -> str:
@@ -124,8 +143,11 @@ class Function:
         forward(ctx, *arrays, **attrs) -> array
         backward(ctx, gy) -> one gradient (or None) per positional input
 
-    Positional arguments are tensor inputs, keyword arguments are settings. Every
-    subclass is recorded in ``Function.registry`` so tests can enumerate all ops.
+    Positional arguments are the array inputs, keyword arguments are settings. An
+    optional input that is left out (a convolution without bias) is passed as None:
+    forward receives None, ``ctx.needs_input_grad`` is False there, and backward
+    returns None for it. Every subclass is recorded in ``Function.registry`` so tests
+    can enumerate all ops.
     """
 
     registry: dict = {}
@@ -144,19 +166,19 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **attrs) -> Tensor:
-        tensors = [as_tensor(x) for x in inputs]
-        arrays = [t.data for t in tensors]
-        check_same_device(cls.__name__, tensors)
-        xp = backend.array_module(*arrays)
-        needs = tuple(t.requires_grad for t in tensors)
+        tensors = tuple(None if x is None else as_tensor(x) for x in inputs)
+        present = [t for t in tensors if t is not None]
+        check_same_device(cls.__name__, present)
+        xp = backend.array_module(*(t.data for t in present))
+        needs = tuple(t is not None and t.requires_grad for t in tensors)
         record = _grad_enabled and any(needs)
-        ctx = Context(cls, xp, tuple(tensors) if record else (), needs)
-        y = cls.forward(ctx, *arrays, **attrs)
+        ctx = Context(cls, xp, tensors, needs)
+        y = cls.forward(ctx, *(None if t is None else t.data for t in tensors), **attrs)
         out = Tensor(y, requires_grad=record)
-        share_version_with_views(out, tensors)
+        share_version_with_views(out, present)
         if record:
             out.grad_fn = ctx
-            record_saved_versions(ctx, tensors, out)
+            record_saved_versions(ctx, present, out)
         return out
 
 
@@ -211,7 +233,7 @@ def _topological_order(root: Context) -> list:
     while stack:
         node, parents = stack[-1]
         for tensor in parents:
-            parent = tensor.grad_fn
+            parent = None if tensor is None else tensor.grad_fn
             if parent is not None and id(parent) not in visited:
                 visited.add(id(parent))
                 stack.append((parent, iter(parent.inputs)))
@@ -252,7 +274,12 @@ def _backward_node(node: Context, gy, grads: dict, handed: set) -> None:
             f"{node.function.__name__}.backward returned {len(gxs)} gradients for "
             f"{len(node.inputs)} inputs"
         )
-    for tensor, gx in zip(node.inputs, gxs):
+    for i, (tensor, gx) in enumerate(zip(node.inputs, gxs)):
+        if tensor is None and gx is not None:
+            raise RuntimeError(
+                f"{node.function.__name__}.backward returned a gradient for input {i}, "
+                "which was left out (None): return None there"
+            )
         if gx is None or not tensor.requires_grad:
             continue
         if gx.shape != tensor.shape:

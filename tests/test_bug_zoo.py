@@ -118,7 +118,7 @@ class ConvCol2imOverwrites(Function):
                 # "=" instead of "+=": overlapping patches overwrite each other
                 gx[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] = cols[:, i, j]
         gx = gx[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
-        return gx, (gy2 @ col.T).reshape(w.shape)
+        return gx, (gy2 @ col.T).reshape(w.shape), None  # no bias
 
 
 class MaxPoolRoutesToFirst(Function):
@@ -169,7 +169,8 @@ ZOO = {
     "softmax_ignoring_gy": (lambda x: SoftmaxIgnoringGy.apply(x), [(3, 5)]),
     "relu_passes_everything": (lambda x: ReluPassesEverything.apply(x), [(3, 5)]),
     "conv_col2im_overwrites": (lambda x, w: ConvCol2imOverwrites.apply(
-        x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1)), [(1, 2, 4, 4), (2, 2, 3, 3)]),
+        x, w, None, stride=(1, 1), padding=(1, 1), dilation=(1, 1)),
+        [(1, 2, 4, 4), (2, 2, 3, 3)]),
     "max_pool_routes_to_first": (lambda x: MaxPoolRoutesToFirst.apply(
         x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)), [(1, 2, 4, 4)]),
     "cross_entropy_forgets_mean": (lambda x: CrossEntropyForgetsMean.apply(x, target=TARGET),

@@ -215,3 +215,85 @@ def test_the_engine_modules_are_reachable_beside_the_factories_of_the_same_names
     assert importlib.import_module("minires.autograd").Function is mr.Function
     assert minires.gradient_check.gradcheck is mr.gradcheck
     assert mr.tensor([1.0]).shape == (1,)  # PyTorch's factory
+
+
+class _AddOptional(mr.Function):
+    """y = x + b, with b optional (None)."""
+
+    @staticmethod
+    def forward(ctx, x, b):
+        ctx.seen = (b is None, ctx.needs_input_grad)
+        return x if b is None else x + b
+
+    @staticmethod
+    def backward(ctx, gy):
+        # y = x + b  =>  gx = gy, gb = gy (None when b was left out)
+        return gy, (gy if ctx.needs_input_grad[1] else None)
+
+
+def test_an_optional_input_left_out_reaches_forward_as_none_and_gets_no_gradient():
+    x = mr.randn(3, requires_grad=True)
+    y = _AddOptional.apply(x, None)
+    assert y.grad_fn.seen == (True, (True, False))
+    assert y.grad_fn.inputs[1] is None
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones(3, np.float32))
+    b = mr.randn(3, requires_grad=True)
+    _AddOptional.apply(x, b).sum().backward()
+    np.testing.assert_array_equal(b.grad.numpy(), np.ones(3, np.float32))
+
+
+def test_a_gradient_for_an_input_left_out_is_an_error_naming_the_op():
+    class GradForMissing(_AddOptional):
+        @staticmethod
+        def backward(ctx, gy):
+            return gy, gy  # but b was None
+
+    with pytest.raises(RuntimeError, match=r"GradForMissing\.backward returned a gradient "
+                                           r"for input 1, which was left out \(None\)"):
+        GradForMissing.apply(mr.randn(3, requires_grad=True), None).sum().backward()
+
+
+class _CountInto(mr.Function):
+    """y = 2 x, and forward adds 1 to ``counts`` in place (as BatchNorm updates its
+    running statistics)."""
+
+    @staticmethod
+    def forward(ctx, x, counts):
+        ctx.mark_dirty(counts)
+        counts += 1
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, gy):
+        # y = 2 x  =>  gx = 2 gy; counts gets none
+        return 2 * gy, None
+
+
+def test_mark_dirty_lets_forward_update_an_input_and_moves_its_version():
+    x, counts = mr.randn(3, requires_grad=True), mr.zeros(2)
+    saved = counts * x[:2]  # Mul saved counts' array
+    _CountInto.apply(x, counts).sum().backward()
+    np.testing.assert_array_equal(counts.numpy(), [1, 1])
+    assert counts._version == 1
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        saved.sum().backward()
+
+
+def test_mark_dirty_refuses_an_input_that_requires_grad_before_it_changes():
+    counts = mr.zeros(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"_CountInto\.forward updates an input of shape "
+                                           r"\(2,\) in place, but that input requires grad"):
+        _CountInto.apply(mr.randn(3), counts)
+    np.testing.assert_array_equal(counts.detach().numpy(), [0, 0])
+
+
+def test_mark_dirty_refuses_an_array_that_is_not_an_input():
+    class DirtiesACopy(_CountInto):
+        @staticmethod
+        def forward(ctx, x, counts):
+            ctx.mark_dirty(counts.copy())
+            return 2 * x
+
+    with pytest.raises(RuntimeError, match="not one of its inputs"):
+        DirtiesACopy.apply(mr.randn(3), mr.zeros(2))

@@ -61,8 +61,8 @@ OPS = {
                f"{_GY}:\n"
                "col (C*KH*KW, N*OH*OW) and w (F, C, KH, KW); also ctx.x_shape and\n"
                "ctx.geometry = (stride, padding, dilation). gy is (N, F, OH, OW).\n"
-               "Return (gx, gw), and gb too when there are three inputs\n"
-               "(len(ctx.needs_input_grad) == 3)."),
+               "Return (gx, gw, gb); a gradient may be None where ctx.needs_input_grad\n"
+               "says it is not needed (always for gb when the bias b is None)."),
         Target("ops/conv.py", "col2im",
                "The reverse of im2col: add every column of the patch-matrix gradient back\n"
                "to the pixels its patch was read from (overlapping patches add up).\n"

@@ -74,15 +74,15 @@ def col2im(xp, col, x_shape, KH, KW, stride, padding, dilation=(1, 1)):
 
 class Conv2d(Function):
     @staticmethod
-    def forward(ctx, x, w, *bias, stride, padding, dilation):
+    def forward(ctx, x, w, b, *, stride, padding, dilation):
         N, C, H, W = x.shape
         F, _, KH, KW = w.shape
         OH = output_size(H, KH, stride[0], padding[0], dilation[0])
         OW = output_size(W, KW, stride[1], padding[1], dilation[1])
         col = im2col(ctx.xp, x, KH, KW, stride, padding, dilation)  # (C*KH*KW, N*OH*OW)
         y = backend.matmul(w.reshape(F, C * KH * KW), col)  # (F, N*OH*OW)
-        if bias:
-            y += bias[0][:, None]
+        if b is not None:
+            y += b[:, None]
         ctx.save_for_backward(col, w)
         ctx.x_shape, ctx.geometry = x.shape, (stride, padding, dilation)
         return y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)  # (N, F, OH, OW)
@@ -114,9 +114,8 @@ class Conv2d(Function):
             # computed as (col @ gy2^T)^T: the same numbers, but OpenBLAS runs this
             # orientation (tall output, short inner loop) up to 100x faster for small F
             gw = backend.matmul(col, gy2.T).T.reshape(w.shape)  # (F, C, KH, KW)
-        if len(ctx.needs_input_grad) == 3:
-            return gx, gw, gy2.sum(axis=1)
-        return gx, gw
+        gb = gy2.sum(axis=1) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
@@ -128,7 +127,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
 
 
 def check_conv_args(op, input, weight, bias, stride, padding, dilation, groups):
-    """-> (tensor inputs, stride, padding, dilation), or a clear error naming ``op``."""
+    """-> ((x, w, b), stride, padding, dilation), b None without bias, or a clear error
+    naming ``op``."""
     x, w = as_tensor(input), as_tensor(weight)
     stride, padding = pair(stride, "stride", op), pair(padding, "padding", op)
     dilation = pair(dilation, "dilation", op)
@@ -152,11 +152,8 @@ def check_conv_args(op, input, weight, bias, stride, padding, dilation, groups):
         raise ValueError(f"{op}: kernel ({KH}, {KW}) is larger than the padded input "
                          f"({H + 2 * padding[0]}, {W + 2 * padding[1]}) for input shape "
                          f"{x.shape}")
-    inputs = (x, w)
-    if bias is not None:
-        b = as_tensor(bias)
-        if b.shape != (w.shape[0],):
-            raise ValueError(f"{op}: bias of shape {b.shape} does not match the "
-                             f"{w.shape[0]} output channels of weight {w.shape}")
-        inputs += (b,)
-    return inputs, stride, padding, dilation
+    b = None if bias is None else as_tensor(bias)
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"{op}: bias of shape {b.shape} does not match the "
+                         f"{w.shape[0]} output channels of weight {w.shape}")
+    return (x, w, b), stride, padding, dilation

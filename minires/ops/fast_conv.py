@@ -135,7 +135,7 @@ def im2col_strided(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: 
 
 class GridConv2d(Function):
     @staticmethod
-    def forward(ctx, x, w, *bias, stride, padding):
+    def forward(ctx, x, w, b, *, stride, padding):
         xp = ctx.xp
         F, C, K, _ = w.shape
         G, grid = cm.as_grid(xp, x)
@@ -151,8 +151,8 @@ class GridConv2d(Function):
             Y = cm.new_grid(xp, F, out, x.dtype)
             cm.copy_rows(xp, cm.pixels(Y, out), y.reshape(F, N, OH, OW))  # (F, N, OH, OW)
             cm.zero_pads(Y, out)
-        if bias:
-            Y += bias[0][:, None]
+        if b is not None:
+            Y += b[:, None]
             cm.zero_pads(Y, out)
         ctx.save_for_backward(G, w)
         ctx.grids, ctx.geometry = (grid, out), (K, stride, padding)
@@ -205,9 +205,8 @@ class GridConv2d(Function):
 
                 backend.parallel_rows(xp, C, col2im)
                 gx = cm.grid_view(cm.zero_pads(GX, grid), grid)
-        if len(ctx.needs_input_grad) == 3:
-            return gx, gw, xp.einsum("fl->f", GY)  # the zeros between pixels add nothing
-        return gx, gw
+        gb = xp.einsum("fl->f", GY) if ctx.needs_input_grad[2] else None  # zeros add nothing
+        return gx, gw, gb
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0) -> Tensor:
