@@ -347,3 +347,20 @@ def test_release_empties_the_ops_attributes_and_keeps_the_nodes_fields(retain_gr
     assert set(vars(node)) == (set() if not retain_graph else {"mask", "in_shape"})
     assert node.function is _KeepsAttributes and node.needs_input_grad == (True,)
     assert node.name() == "_KeepsAttributesBackward"
+
+
+@pytest.mark.parametrize("op", ["batch_norm", "batch_norm_act"])
+def test_batch_norm_counts_its_update_of_the_running_statistics(op):
+    from minires.ops.fused_norm import batch_norm_act
+
+    norm = F.batch_norm if op == "batch_norm" else batch_norm_act
+    x, mean, var = mr.randn(4, 3, 2, 2), mr.zeros(3), mr.ones(3)
+    norm(x, mean, var, training=True)
+    assert (mean._version, var._version) == (1, 1) and mean.numpy().any()
+    norm(x, mean, var, training=False)  # evaluation only reads them
+    assert (mean._version, var._version) == (1, 1)
+    learned = mr.zeros(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"forward updates an input of shape \(3,\) in "
+                                           r"place, but that input requires grad"):
+        norm(x, learned, var, training=True)
+    assert not learned.detach().numpy().any() and var._version == 1

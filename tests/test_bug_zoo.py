@@ -57,10 +57,11 @@ class BatchNormWithoutMeanTerm(Function):
     def backward(ctx, gy):
         xhat, scale = ctx.saved_tensors
         M = gy.size // xhat.shape[1]
-        gw = (gy * xhat).sum(axis=ctx.axes, keepdims=True)
-        gb = gy.sum(axis=ctx.axes, keepdims=True)
+        axes = (0,) + tuple(range(2, gy.ndim))  # every axis but the channel axis
+        gw = (gy * xhat).sum(axis=axes, keepdims=True)
+        gb = gy.sum(axis=axes, keepdims=True)
         gx = scale * (gy - xhat * gw / M)  # forgot "- gb / M": the path through the mean
-        return gx, gw.reshape(-1), gb.reshape(-1)
+        return gx, gw.reshape(-1), gb.reshape(-1), None, None
 
 
 class BatchNormWithoutVarianceTerm(Function):
@@ -70,10 +71,11 @@ class BatchNormWithoutVarianceTerm(Function):
     def backward(ctx, gy):
         xhat, scale = ctx.saved_tensors
         M = gy.size // xhat.shape[1]
-        gw = (gy * xhat).sum(axis=ctx.axes, keepdims=True)
-        gb = gy.sum(axis=ctx.axes, keepdims=True)
+        axes = (0,) + tuple(range(2, gy.ndim))  # every axis but the channel axis
+        gw = (gy * xhat).sum(axis=axes, keepdims=True)
+        gb = gy.sum(axis=axes, keepdims=True)
         gx = scale * (gy - gb / M)  # forgot the path through the variance
-        return gx, gw.reshape(-1), gb.reshape(-1)
+        return gx, gw.reshape(-1), gb.reshape(-1), None, None
 
 
 class SoftmaxIgnoringGy(Function):
@@ -152,8 +154,8 @@ def t64(rng, *shape):
 
 
 def bn(cls):
-    return lambda x, w, b: cls.apply(x, w, b, running_mean=None, running_var=None,
-                                     training=True, momentum=0.1, eps=1e-5)
+    return lambda x, w, b: cls.apply(x, w, b, None, None, training=True, momentum=0.1,
+                                     eps=1e-5)
 
 
 TARGET = np.array([1, 0, 3, 2])

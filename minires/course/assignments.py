@@ -82,9 +82,11 @@ OPS = {
     "batch_norm": Op("batch_norm", (
         Target("ops/norm.py", "BatchNorm.backward",
                f"{_GY}:\n"
-               "xhat (the normalised input) and scale = w / sqrt(var + eps); also ctx.axes\n"
-               "(every axis but 1), ctx.training and ctx.param_shape = (C,).\n"
-               "Return (gx, gw, gb): gx shaped like x, gw and gb shaped (C,)."),
+               "xhat (the normalised input) and scale = w / sqrt(var + eps) (w = 1 without\n"
+               "weight); also ctx.training and ctx.param_shape = (C,).\n"
+               "Return (gx, gw, gb, None, None): gx shaped like x, gw and gb shaped (C,)\n"
+               "(or None where ctx.needs_input_grad says so); the running statistics,\n"
+               "the last two inputs, get no gradient."),
         Target("ops/norm.py", "batch_norm_backward",
                "In training mode every output of a channel depends on every input of that\n"
                "channel (through the batch mean and variance); in eval mode the running\n"

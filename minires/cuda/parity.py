@@ -120,7 +120,7 @@ def _batch_norm_case(shape, training):
         param = (1, shape[1]) + (1,) * (len(shape) - 2)
         scale = rng.uniform(0.5, 2, param)
         return (_normal(xp, dtype, rng, *shape), xp.asarray(xhat.astype(dtype)),
-                xp.asarray(scale.astype(dtype)), axes, training)
+                xp.asarray(scale.astype(dtype)), training)
     label = "x".join(map(str, shape)) + ("-train" if training else "-eval")
     return Case("batch_norm_backward", label, make)
 

@@ -256,7 +256,7 @@ class DistributedDataParallel(Module):
         while stack:  # iterative: a deep network would overflow a recursive walk
             node = stack.pop()
             for t in node.inputs:
-                if not t.requires_grad:
+                if t is None or not t.requires_grad:  # None: an optional input left out
                     continue
                 if t.grad_fn is None:
                     i = self._index.get(id(t))
