@@ -54,7 +54,8 @@ OPS = {
                "the softmax probabilities p (N, C) and the targets (N,). ctx.reduction is\n"
                "'mean', 'sum' or 'none' (then gy has shape (N,)); ctx.label_smoothing is s.\n"
                "A row whose target equals ctx.ignore_index gets no gradient, and 'mean'\n"
-               "divides by the number of the other rows. Return gx, shaped (N, C)."),
+               "divides by the number of the other rows. Return (gx, None): gx shaped\n"
+               "(N, C); the targets, the second input, get no gradient."),
     )),
     "conv2d": Op("conv2d", (
         Target("ops/conv.py", "Conv2d.backward",

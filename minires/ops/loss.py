@@ -36,7 +36,8 @@ def cross_entropy_forward(xp, x, target, label_smoothing):
 
 class CrossEntropy(Function):
     @staticmethod
-    def forward(ctx, x, *, target, reduction, label_smoothing, ignore_index):
+    def forward(ctx, x, target, *, reduction, label_smoothing, ignore_index):
+        # x: (N, C) logits; target: (N,) class indices (an input that needs no gradient)
         xp = ctx.xp
         counted = target != ignore_index  # (N,)
         # an ignored row is computed with class 0 (any valid index) and then zeroed
@@ -66,10 +67,10 @@ class CrossEntropy(Function):
                             p.dtype.type(-(1 - s)))
         g *= counted[:, None]
         if ctx.reduction == "none":
-            return g * gy[:, None]
+            return g * gy[:, None], None
         if ctx.reduction == "mean":  # max(., 1): no counted row leaves g all zeros
-            return g * (gy / xp.maximum(counted.sum(), 1).astype(p.dtype))
-        return g * gy
+            return g * (gy / xp.maximum(counted.sum(), 1).astype(p.dtype)), None
+        return g * gy, None  # the targets get no gradient
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -90,7 +91,7 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     w = _class_weight(op, weight, x)
     s = float(label_smoothing)
     if w is None:
-        out = CrossEntropy.apply(x, target=t, reduction=reduction, label_smoothing=s,
+        out = CrossEntropy.apply(x, t, reduction=reduction, label_smoothing=s,
                                  ignore_index=int(ignore_index))
     else:
         logp = log_softmax(x, 1)  # (M, C)
