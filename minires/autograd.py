@@ -14,6 +14,7 @@ counters, read-only views, the release of the graph) are in ``autograd_safety.py
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 from . import backend
 from .autograd_safety import (
@@ -155,6 +156,10 @@ class Function:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         Function.registry[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        # forward's named inputs: passing one as a keyword would make it a setting
+        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]  # no ctx
+        cls._input_names = frozenset(p.name for p in parameters
+                                     if p.kind is p.POSITIONAL_OR_KEYWORD)
 
     @staticmethod
     def forward(ctx, *arrays, **attrs):
@@ -166,6 +171,10 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **attrs) -> Tensor:
+        if attrs and not cls._input_names.isdisjoint(attrs):
+            name = sorted(cls._input_names.intersection(attrs))[0]
+            raise TypeError(f"{cls.__name__}.apply: {name} is an input of forward; pass it "
+                            "positionally (None when it is left out), not as a keyword")
         tensors = tuple(None if x is None else as_tensor(x) for x in inputs)
         present = [t for t in tensors if t is not None]
         check_same_device(cls.__name__, present)

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import minires.cuda as mc  # noqa: E402
 from minires.cuda import _launch, host, parity  # noqa: E402
-from minires.ops.conv import output_size  # noqa: E402
+from minires.ops.geometry import output_size  # noqa: E402
 
 INT32_MAX = _launch.INT32_MAX
 

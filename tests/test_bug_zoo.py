@@ -11,9 +11,10 @@ import minires as mr
 from minires import backend
 from minires.autograd import Function
 from minires.ops.basic import Mul, sum_to
-from minires.ops.conv import Conv2d, output_size
+from minires.ops.conv import Conv2d
+from minires.ops.geometry import output_size, scatter_windows
 from minires.ops.norm import BatchNorm
-from minires.ops.pool import MaxPool2d, _scatter_windows
+from minires.ops.pool import MaxPool2d
 
 
 class MulForgetsGy(Function):
@@ -130,8 +131,8 @@ class MaxPoolRoutesToFirst(Function):
     def backward(ctx, gy):
         KH, KW, stride, padding = ctx.geometry
         # sends the gradient to the window's first element instead of its maximum
-        return _scatter_windows(np, ctx.x_shape, KH, KW, stride, padding,
-                                lambda i, j: gy * (i == 0 and j == 0))
+        return scatter_windows(np, ctx.x_shape, KH, KW, stride, padding,
+                               lambda i, j: gy * (i == 0 and j == 0))
 
 
 class CrossEntropyForgetsMean(Function):

@@ -297,3 +297,9 @@ def test_mark_dirty_refuses_an_array_that_is_not_an_input():
 
     with pytest.raises(RuntimeError, match="not one of its inputs"):
         DirtiesACopy.apply(mr.randn(3), mr.zeros(2))
+
+
+def test_an_input_passed_to_apply_as_a_keyword_is_refused():
+    with pytest.raises(TypeError, match=r"_AddOptional\.apply: b is an input of forward; "
+                                        r"pass it positionally"):
+        _AddOptional.apply(mr.randn(3), b=None)

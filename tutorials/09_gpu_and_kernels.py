@@ -43,7 +43,8 @@ import minires as mr
 import minires.cuda
 import minires.nn.functional as F
 from minires import backend
-from minires.ops.conv import im2col, output_size
+from minires.ops.conv import im2col
+from minires.ops.geometry import output_size
 
 GPU = mr.cuda.is_available()
 cp = backend.cupy  # the cupy module, or None when CuPy is not installed

@@ -68,6 +68,11 @@ OPS = {
                "The reverse of im2col: add every column of the patch-matrix gradient back\n"
                "to the pixels its patch was read from (overlapping patches add up).\n"
                "Return (N, C, H, W)."),
+        Target("ops/geometry.py", "scatter_windows",
+               "slab(i, j), shaped (..., OH, OW), is what kernel offset (i, j) of every\n"
+               "window received; add it to the input pixel each element was read from\n"
+               "(windows may overlap: their contributions add up; padding gets nothing).\n"
+               "Return (..., H, W), cropped to the unpadded input."),
     )),
     "max_pool2d": Op("max_pool2d", (
         Target("ops/pool.py", "MaxPool2d.backward",

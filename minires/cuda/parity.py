@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy
 
 from .. import backend
-from ..ops.conv import col2im, im2col, output_size
+from ..ops.conv import col2im, im2col
+from ..ops.geometry import output_size
 from ..ops.loss import cross_entropy_forward
 from ..ops.norm import batch_norm_backward
 from ..ops.pool import max_pool2d_backward, max_pool2d_forward

@@ -30,7 +30,8 @@ from __future__ import annotations
 from ..autograd import Function
 from ..nn.module import Module
 from ..nn.norm import _BatchNorm
-from ..ops.norm import batch_norm, channel_sum, check_channel_tensors
+from ..ops.arguments import check_channel_tensors
+from ..ops.norm import batch_norm, channel_sum
 from ..tensors import Tensor, as_tensor
 from . import group as _group
 

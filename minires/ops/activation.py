@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import backend
 from ..autograd import Function
 from ..tensors import Tensor, as_tensor
-from .shape import _axis
+from .arguments import normalize_dim
 
 
 class ReLU(Function):
@@ -147,12 +147,12 @@ def tanh(x) -> Tensor:
 
 def softmax(x, dim: int) -> Tensor:
     x = as_tensor(x)
-    return Softmax.apply(x, dim=_axis(dim, x.ndim, "softmax"))
+    return Softmax.apply(x, dim=normalize_dim(dim, x.ndim, "softmax"))
 
 
 def log_softmax(x, dim: int) -> Tensor:
     x = as_tensor(x)
-    return LogSoftmax.apply(x, dim=_axis(dim, x.ndim, "log_softmax"))
+    return LogSoftmax.apply(x, dim=normalize_dim(dim, x.ndim, "log_softmax"))
 
 
 def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:

@@ -25,7 +25,8 @@ from .. import backend
 from ..autograd import Function
 from ..tensors import Tensor
 from . import channel_major as cm
-from .conv import check_conv_args, output_size, pair
+from .arguments import check_conv_args
+from .geometry import output_shape, pair
 
 
 def supports(kernel_size, stride, padding, dilation=1) -> bool:
@@ -140,7 +141,7 @@ class GridConv2d(Function):
         F, C, K, _ = w.shape
         G, grid = cm.as_grid(xp, x)
         N, H, W = grid.N, grid.H, grid.W
-        OH, OW = output_size(H, K, stride, padding), output_size(W, K, stride, padding)
+        OH, OW = output_shape(H, W, (K, K), (stride, stride), (padding, padding))
         out = cm.Grid(N, OH, OW)
         w2 = w.reshape(F, C * K * K)  # (F, C*K*K)
         if _is_same(K, stride, padding):

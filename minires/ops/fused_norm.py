@@ -20,7 +20,7 @@ from .. import backend
 from ..autograd import Function
 from ..tensors import Tensor, as_tensor
 from . import channel_major as cm
-from .norm import check_batch_statistics, check_channel_tensors
+from .arguments import check_batch_statistics, check_channel_tensors
 
 
 def _add_nchw(xp, G, grid: cm.Grid, r, lo: int, hi: int) -> None:

@@ -18,11 +18,10 @@ from ..autograd import Function
 from ..backend import overridable
 from ..tensors import Tensor, as_tensor
 from .activation import log_softmax, log_softmax_array
+from .arguments import check_reduction
 from .basic import add, mul, neg, sub
 from .reduce import mean, sum
 from .shape import getitem, permute, reshape
-
-_REDUCTIONS = ("mean", "sum", "none")
 
 
 @overridable
@@ -83,7 +82,7 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     ``weight`` (C,) scales each class, targets equal to ``ignore_index`` count for
     nothing, ``label_smoothing`` mixes the one-hot target with the uniform one."""
     op = "cross_entropy"
-    _check_reduction(op, reduction)
+    check_reduction(op, reduction)
     if not 0 <= label_smoothing <= 1:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     x, t, out_shape = _rows(op, as_tensor(input), target, ignore_index)
@@ -109,7 +108,7 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100,
     integer targets (N,), (N, d1, ...) or (), like ``torch.nn.functional.nll_loss``:
     ``loss_n = -weight[t_n] * input[n, t_n]``, 0 where ``t_n == ignore_index``."""
     op = "nll_loss"
-    _check_reduction(op, reduction)
+    check_reduction(op, reduction)
     x, t, out_shape = _rows(op, as_tensor(input), target, ignore_index)
     w = _class_weight(op, weight, x)
     rows = _target_weight(t, w, ignore_index)
@@ -122,7 +121,7 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
     x, y = as_tensor(input), as_tensor(target)
     if x.shape != y.shape:
         raise ValueError(f"mse_loss: input shape {x.shape} and target shape {y.shape} differ")
-    _check_reduction("mse_loss", reduction)
+    check_reduction("mse_loss", reduction)
     d = sub(x, y)
     if reduction == "mean":
         return mean(d * d)
@@ -130,11 +129,6 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_reduction(op: str, reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def _rows(op: str, x: Tensor, target, ignore_index):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..backend import overridable
 from ..tensors import Tensor, as_tensor
+from .arguments import check_batch_statistics, check_channel_tensors
 
 
 def channel_sum(xp, a, b=None):
@@ -102,23 +103,3 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     return BatchNorm.apply(x, weight, bias, running_mean, running_var, training=training,
                            momentum=momentum, eps=eps)
 
-
-def check_channel_tensors(op: str, x, **tensors) -> None:
-    """Each named (C,) tensor (or None) matches the channels and dtype of the input x."""
-    C = x.shape[1]
-    for name, t in tensors.items():
-        if t is not None and tuple(t.shape) != (C,):
-            raise ValueError(f"{op}: {name} has shape {tuple(t.shape)} but the input of "
-                             f"shape {x.shape} has {C} channels")
-        if t is not None and t.dtype != x.dtype:
-            raise TypeError(f"{op}: {name} has dtype {t.dtype} but the input has {x.dtype}")
-
-
-def check_batch_statistics(op: str, x, running_mean, running_var, training: bool) -> None:
-    """Training needs more than one value per channel; evaluation needs statistics."""
-    if training and x.numel() // x.shape[1] <= 1:
-        raise ValueError(f"{op}: expected more than 1 value per channel when training, "
-                         f"got input of shape {x.shape}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError(f"{op}: running_mean and running_var are needed when "
-                         "training=False")
