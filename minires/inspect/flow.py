@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy
 
-from .. import no_grad
+from ..autograd import no_grad
 from ..nn import functional as F
 from ..tensors import Tensor
 from .monitor import GradientMonitor

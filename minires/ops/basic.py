@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import backend
+from .. import backend, precision
 from ..autograd import Function
 from ..tensors import Tensor, as_tensor
 from .shape import transpose
@@ -198,7 +198,7 @@ class Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return backend.matmul(a, b)
+        return precision.matmul(a, b)
 
     @staticmethod
     def backward(ctx, gy):
@@ -217,10 +217,10 @@ class Matmul(Function):
         if b.ndim == 1:
             gy2 = xp.expand_dims(gy2, -1)  # (..., N, 1)
         if ctx.needs_input_grad[0]:
-            ga = backend.matmul(gy2, xp.swapaxes(b2, -1, -2))
+            ga = precision.matmul(gy2, xp.swapaxes(b2, -1, -2))
             ga = sum_to(xp, ga, a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            gb = backend.matmul(xp.swapaxes(a2, -1, -2), gy2)
+            gb = precision.matmul(xp.swapaxes(a2, -1, -2), gy2)
             gb = sum_to(xp, gb, b2.shape).reshape(b.shape)
         return ga, gb
 

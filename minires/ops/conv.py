@@ -5,13 +5,13 @@ the convolution becomes ``patches @ w.T``: one large matrix multiply, which BLAS
 cuBLAS) runs near peak speed. The patches are read through a strided *view* of the
 input, so building the matrix is a single copy with no Python loop over pixels.
 The backward pass is two more multiplies and col2im, which adds each patch gradient
-back to where the patch came from. Every multiply goes through ``backend.matmul`` so
+back to where the patch came from. Every multiply goes through ``precision.matmul`` so
 that ``mr.set_float32_matmul_precision('high')`` (TF32) reaches it.
 """
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, precision
 from ..autograd import Function
 from ..backend import overridable
 from ..tensors import Tensor
@@ -62,7 +62,7 @@ class Conv2d(Function):
         F, _, KH, KW = w.shape
         OH, OW = output_shape(H, W, (KH, KW), stride, padding, dilation)
         col = im2col(ctx.xp, x, KH, KW, stride, padding, dilation)  # (C*KH*KW, N*OH*OW)
-        y = backend.matmul(w.reshape(F, C * KH * KW), col)  # (F, N*OH*OW)
+        y = precision.matmul(w.reshape(F, C * KH * KW), col)  # (F, N*OH*OW)
         if b is not None:
             y += b[:, None]
         ctx.save_for_backward(col, w)
@@ -87,15 +87,15 @@ class Conv2d(Function):
             w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, KH, KW)
             w_flipped = ctx.xp.ascontiguousarray(w_flipped).reshape(C, F * KH * KW)
             gy_col = im2col(ctx.xp, gy, KH, KW, (1, 1), (KH - 1 - PH, KW - 1 - PW))
-            gx = backend.matmul(w_flipped, gy_col)  # (C, N*H*W)
+            gx = precision.matmul(w_flipped, gy_col)  # (C, N*H*W)
             gx = gx.reshape(C, N, H, W).transpose(1, 0, 2, 3)  # (N, C, H, W)
         elif ctx.needs_input_grad[0]:
-            gcol = backend.matmul(w.reshape(F, -1).T, gy2)  # (C*KH*KW, N*OH*OW)
+            gcol = precision.matmul(w.reshape(F, -1).T, gy2)  # (C*KH*KW, N*OH*OW)
             gx = col2im(ctx.xp, gcol, ctx.x_shape, KH, KW, *ctx.geometry)
         if ctx.needs_input_grad[1]:
             # computed as (col @ gy2^T)^T: the same numbers, but OpenBLAS runs this
             # orientation (tall output, short inner loop) up to 100x faster for small F
-            gw = backend.matmul(col, gy2.T).T.reshape(w.shape)  # (F, C, KH, KW)
+            gw = precision.matmul(col, gy2.T).T.reshape(w.shape)  # (F, C, KH, KW)
         gb = gy2.sum(axis=1) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 

@@ -21,7 +21,7 @@ scratch buffer that every layer shares (``channel_major.workspace``).
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, cpu_threads, precision
 from ..autograd import Function
 from ..tensors import Tensor
 from . import channel_major as cm
@@ -45,15 +45,15 @@ def _is_same(K: int, stride: int, padding: int) -> bool:
 
 def _matmul_part(a, b, out):
     """``out[...] = a @ b``, written in place when no TF32/bfloat16 rounding is asked for."""
-    if backend.get_float32_matmul_precision() == "highest" or a.dtype.char != "f":
+    if precision.get_float32_matmul_precision() == "highest" or a.dtype.char != "f":
         backend.array_module(a).matmul(a, b, out=out)
     else:
-        out[...] = backend.matmul(a, b)
+        out[...] = precision.matmul(a, b)
 
 
 def _matmul_into(xp, a, b, out):
     """``out[...] = a @ b``, the columns cut into one part per CPU thread."""
-    backend.parallel_rows(xp, b.shape[1], lambda lo, hi: _matmul_part(a, b[:, lo:hi],
+    cpu_threads.parallel_rows(xp, b.shape[1], lambda lo, hi: _matmul_part(a, b[:, lo:hi],
                                                                       out[:, lo:hi]))
     return out
 
@@ -64,9 +64,9 @@ def _matmul_nt(xp, a, b):
     partial = {}
 
     def part(lo, hi):
-        partial[lo] = backend.matmul(a[:, lo:hi], b[:, lo:hi].T)  # (rows of a, rows of b)
+        partial[lo] = precision.matmul(a[:, lo:hi], b[:, lo:hi].T)  # (rows of a, rows of b)
 
-    backend.parallel_rows(xp, a.shape[1], part)
+    cpu_threads.parallel_rows(xp, a.shape[1], part)
     total = None
     for lo in sorted(partial):
         total = partial[lo] if total is None else total + partial[lo]
@@ -96,7 +96,7 @@ def im2col_same(xp, G, grid: cm.Grid, K: int):
         for k, d in enumerate(shifts):
             col[lo:hi, k, :] = G[lo:hi, start + d:start + d + span]  # one block per channel
 
-    backend.parallel_rows(xp, C, copy)
+    cpu_threads.parallel_rows(xp, C, copy)
     return col.reshape(C * K * K, span)  # (C*K*K, span)
 
 
@@ -130,7 +130,7 @@ def im2col_strided(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: 
     def copy(lo, hi):
         col[lo:hi] = patches[lo:hi]
 
-    backend.parallel_rows(xp, C, copy)
+    cpu_threads.parallel_rows(xp, C, copy)
     return col.reshape(C * K * K, grid.N * OH * OW)  # (C*K*K, N*OH*OW)
 
 
@@ -204,7 +204,7 @@ class GridConv2d(Function):
                             columns = slice(j, j + stride * (OW - 1) + 1, stride)
                             images[lo:hi, :, rows, columns] += gcol[lo:hi, i, j]  # (c, N, OH, OW)
 
-                backend.parallel_rows(xp, C, col2im)
+                cpu_threads.parallel_rows(xp, C, col2im)
                 gx = cm.grid_view(cm.zero_pads(GX, grid), grid)
         gb = xp.einsum("fl->f", GY) if ctx.needs_input_grad[2] else None  # zeros add nothing
         return gx, gw, gb

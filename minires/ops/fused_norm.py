@@ -16,7 +16,7 @@ returns or sums over, so each result is again a valid padded input for a convolu
 
 from __future__ import annotations
 
-from .. import backend
+from .. import cpu_threads
 from ..autograd import Function
 from ..tensors import Tensor, as_tensor
 from . import channel_major as cm
@@ -37,7 +37,7 @@ def _add_nchw(xp, G, grid: cm.Grid, r, lo: int, hi: int) -> None:
 
 class BatchNormAct(Function):
     # Every channel is normalised on its own, so both passes run channel range by channel
-    # range, one range per CPU thread (backend.parallel_rows).
+    # range, one range per CPU thread (cpu_threads.parallel_rows).
 
     @staticmethod
     def forward(ctx, x, w, b, running_mean, running_var, residual, *, training, momentum, eps,
@@ -75,7 +75,7 @@ class BatchNormAct(Function):
                 xp.maximum(out, 0, out=out)
             cm.zero_pads(out, grid)
 
-        backend.parallel_rows(xp, C, channels)
+        cpu_threads.parallel_rows(xp, C, channels)
         if training and running_mean is not None:  # updated in place, like PyTorch's
             ctx.mark_dirty(running_mean, running_var)
             running_mean *= 1 - momentum
@@ -123,7 +123,7 @@ class BatchNormAct(Function):
             else:
                 xp.multiply(g, scale[lo:hi, None], out=out)
 
-        backend.parallel_rows(xp, C, channels)
+        cpu_threads.parallel_rows(xp, C, channels)
         needs = ctx.needs_input_grad
         return (cm.grid_view(gx, grid), gw if needs[1] else None, gb if needs[2] else None,
                 None, None, cm.grid_view(gz, grid) if needs[5] else None)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy
 
-from .. import backend, no_grad
+from .. import backend
+from ..autograd import no_grad
 from ..data import DataLoader, TensorDataset, get_dataset
 from ..data import transforms as T
 from ..models import get_model, list_models
