@@ -40,7 +40,8 @@ def test_only_leaves_keep_grad_unless_retained():
     k.retain_grad()
     (h * k).sum().backward()
     assert h.grad is None
-    np.testing.assert_allclose(k.grad.numpy(), [2.0, 4.0])
+    np.testing.assert_allclose(k.grad.numpy(), [2.0, 4.0])  # d(h k)/dk = h
+    np.testing.assert_allclose(x.grad.numpy(), [12.0, 24.0])  # d(6 x^2)/dx = 12 x
 
 
 def test_no_grad_records_nothing():
@@ -101,8 +102,13 @@ def test_tensor_hooks_see_and_replace_gradients():
 
 def test_detach_cuts_the_graph_and_shares_data():
     x = mr.tensor([1.0, 2.0], requires_grad=True)
-    d = (x * 2).detach()
+    y = x * 2
+    d = y.detach()
     assert not d.requires_grad and d.grad_fn is None
+    assert d.data is y.data  # the same array, no copy
+    d[0] = 10.0  # allowed: d needs no gradient; y sees it, as in PyTorch
+    assert y.detach().tolist() == [10.0, 4.0]
+    assert y._version == d._version == 1  # and so does y's version counter
 
 
 def test_float32_stays_float32_with_python_scalars():
@@ -165,20 +171,29 @@ def test_cuda_request_without_gpu_says_what_to_install():
 def test_use_kernels_switches_dispatch_to_reference():
     from minires import backend
 
-    calls = []
+    fake_xp = types.SimpleNamespace(__name__="fake_cupy")  # any array module but NumPy
+    ran = []
 
     @backend.overridable
     def helper(xp, v):
+        ran.append("reference")
         return v + 1
 
-    backend.register_kernel("helper", lambda xp, v: calls.append(v) or v + 1)
-    assert helper(np, 1) == 2 and calls == []  # numpy arrays always use the reference
-    assert helper.reference(np, 1) == 2
-    previous = backend.use_kernels(False)
-    assert not backend.kernels_enabled()
-    assert backend.use_kernels(previous) is False  # returns what it replaces
-    assert backend.kernels_enabled() is previous
-    backend._kernels.pop("helper")
+    backend.register_kernel("helper", lambda xp, v: ran.append("kernel") or v + 1)
+    try:
+        previous = backend.use_kernels(True)
+        assert helper(np, 1) == 2 and ran == ["reference"]  # NumPy: always the reference
+        assert helper(fake_xp, 1) == 2 and ran[-1] == "kernel"
+        assert backend.use_kernels(False) is True  # returns what it replaces
+        assert not backend.kernels_enabled()
+        assert helper(fake_xp, 1) == 2 and ran[-1] == "reference"  # switched off
+        assert helper.reference(fake_xp, 1) == 2 and ran[-1] == "reference"
+        backend.use_kernels(True)
+        assert helper(fake_xp, 1) == 2 and ran[-1] == "kernel"  # and on again
+        assert ran == ["reference", "kernel", "reference", "reference", "kernel"]
+    finally:
+        backend.use_kernels(previous)
+        backend._kernels.pop("helper")
 
 
 # Names that a package binds over one of its own modules, still to be resolved: the
