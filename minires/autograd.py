@@ -35,6 +35,7 @@ _grad_enabled = True
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record a graph now: False inside ``no_grad()``."""
     return _grad_enabled
 
 
@@ -54,6 +55,8 @@ def no_grad():
 
 
 def enable_grad():
+    """Context manager (and decorator): record the graph again inside a
+    ``no_grad()`` block, as ``torch.enable_grad``."""
     return _grad_mode(True)
 
 
@@ -163,14 +166,33 @@ class Function:
 
     @staticmethod
     def forward(ctx, *arrays, **attrs):
+        """Compute the op's output from plain arrays (not Tensors).
+
+        ``ctx.xp`` is the array module (numpy or cupy) to compute with; save what backward
+        needs with ``ctx.save_for_backward`` or as ``ctx`` attributes. Positional arguments are
+        the inputs' arrays (None for an optional input left out), keyword arguments the op's
+        settings.
+        """
         raise NotImplementedError("a Function subclass must define forward")
 
     @staticmethod
     def backward(ctx, gy):
+        """The gradient of each positional input, from ``gy``, the gradient of the output.
+
+        Returns one array (the input's shape) or ``None`` per positional input of forward;
+        ``ctx.needs_input_grad`` says which are wanted. ``gy`` and what forward saved are
+        read-only: compute new arrays, never change them in place.
+        """
         raise NotImplementedError("a Function subclass must define backward")
 
     @classmethod
     def apply(cls, *inputs, **attrs) -> Tensor:
+        """Run the op on tensors: ``MyOp.apply(x, w, None, stride=2)`` -> a Tensor.
+
+        Unwraps the inputs (None stays None), checks they are on one device, calls
+        ``forward`` and, when an input requires grad (and grad mode is on), records the
+        node that backward will call.
+        """
         if attrs and not cls._input_names.isdisjoint(attrs):
             name = sorted(cls._input_names.intersection(attrs))[0]
             raise TypeError(f"{cls.__name__}.apply: {name} is an input of forward; pass it "

@@ -247,7 +247,11 @@ def scatter_add(xp, target, indices, values):
 #   and nothing is read back from the device to get there.
 #
 # Philox is counter-based: seeding it is one cheap kernel, where seeding CuPy's default
-# XORWOW generator skips every state ahead and costs far more, once per step.
+# XORWOW generator skips every state ahead and costs far more, once per step. CuPy hands
+# cuRAND only 32 bits of a seed (``SeedSequence(entropy).generate_state(1, uint32)``), so
+# two keys share their numbers with probability 2**-32: in a run of 65,536 steps, some
+# two steps draw the same dropout masks with probability about 0.4 (the birthday bound).
+# NumPy's PCG64 keeps the whole SeedSequence.
 
 _generators: dict = {}
 _seed = None

@@ -41,6 +41,8 @@ def set_float32_matmul_precision(precision: str) -> None:
 
 
 def get_float32_matmul_precision() -> str:
+    """The precision of float32 matrix multiplies: 'highest', 'high' or 'medium'
+    (see ``set_float32_matmul_precision``)."""
     return _matmul_precision
 
 

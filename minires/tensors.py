@@ -63,22 +63,28 @@ class Tensor:
     # ----------------------------------------------------------------- properties
     @property
     def shape(self) -> tuple:
+        """The sizes of the dimensions, as a tuple: ``(N, C, H, W)`` for images."""
         return tuple(self.data.shape)
 
     @property
     def dtype(self):
+        """The NumPy dtype of the data (``mr.float32`` for the factories' default)."""
         return self.data.dtype
 
     @property
     def device(self) -> str:
+        """Where the data lives: ``'cpu'`` (a NumPy array) or ``'cuda'`` (CuPy)."""
         return backend.device_of(self.data)
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions (``len(shape)``)."""
         return self.data.ndim
 
     @property
     def is_leaf(self) -> bool:
+        """True for a tensor that no recorded op made (inputs, parameters):
+        backward writes ``.grad`` on leaves only."""
         return self.grad_fn is None
 
     @property
@@ -87,12 +93,15 @@ class Tensor:
         return self._version_counter.value
 
     def size(self, dim=None):
+        """The shape, or with ``dim`` the size of that one dimension."""
         return self.shape if dim is None else self.shape[dim]
 
     def dim(self) -> int:
+        """The number of dimensions, like ``ndim``."""
         return self.ndim
 
     def numel(self) -> int:
+        """The number of elements (the product of the shape)."""
         return int(self.data.size)
 
     def __len__(self) -> int:
@@ -148,6 +157,8 @@ class Tensor:
         return out
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Start (or stop) recording this tensor's graph; in place, returns self.
+        Only floating-point tensors can require gradients."""
         if requires_grad and self.data.dtype.kind not in "fc":
             raise RuntimeError(f"only floating point tensors can require grad (got {self.dtype})")
         self.requires_grad = requires_grad
@@ -155,6 +166,8 @@ class Tensor:
 
     # ----------------------------------------------------------------- conversion
     def numpy(self) -> numpy.ndarray:
+        """The data as a NumPy array, sharing memory (CPU tensors that do not
+        require grad only: ``t.detach().cpu().numpy()`` otherwise)."""
         if self.requires_grad:
             raise RuntimeError("numpy(): can't call numpy() on a tensor that requires grad; "
                                "use tensor.detach().numpy()")
@@ -163,9 +176,11 @@ class Tensor:
         return self.data
 
     def tolist(self):
+        """The data as (nested) Python lists of numbers, copied to the host."""
         return backend.to_numpy(self.data).tolist()
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         if self.numel() != 1:
             raise ValueError(f"item(): only one-element tensors can be converted to Python "
                              f"scalars, got shape {self.shape}")
@@ -197,21 +212,28 @@ class Tensor:
         return out
 
     def cpu(self) -> Tensor:
+        """This tensor on the CPU (itself if it is there already); differentiable."""
         return self.to("cpu")
 
     def cuda(self) -> Tensor:
+        """This tensor on the GPU (itself if it is there already); differentiable."""
         return self.to("cuda")
 
     def float(self) -> Tensor:
+        """This tensor as float32 (itself if it is already); differentiable."""
         return self.to(numpy.float32)
 
     def double(self) -> Tensor:
+        """This tensor as float64 (itself if it is already); differentiable."""
         return self.to(numpy.float64)
 
     def long(self) -> Tensor:
+        """This tensor as int64 (itself if it is already)."""
         return self.to(numpy.int64)
 
     def clone(self) -> Tensor:
+        """A copy of the data; in the graph when this tensor requires grad
+        (the gradient flows back to it)."""
         from .ops.basic import mul
         return mul(self, 1) if self.requires_grad else Tensor(self.data.copy())
 
@@ -233,21 +255,28 @@ class Tensor:
         return self._inplace("div_", lambda a, b: _xp_of(a).divide(a, b, out=a), other)
 
     def add_(self, other, *, alpha=1):
+        """In place ``self += alpha * other`` (broadcast); returns self.
+        Allowed on tensors outside the graph or under ``no_grad()``, as in PyTorch."""
         return self.__iadd__(other if alpha == 1 else _scaled(other, alpha))
 
     def sub_(self, other, *, alpha=1):
+        """In place ``self -= alpha * other`` (broadcast); returns self."""
         return self.__isub__(other if alpha == 1 else _scaled(other, alpha))
 
     def mul_(self, other):
+        """In place ``self *= other`` (broadcast); returns self."""
         return self.__imul__(other)
 
     def div_(self, other):
+        """In place ``self /= other`` (broadcast); returns self."""
         return self.__itruediv__(other)
 
     def zero_(self):
+        """Set every element to 0 in place; returns self."""
         return self._inplace("zero_", lambda a, _: a.fill(0), 0)
 
     def fill_(self, value):
+        """Set every element to ``value`` in place; returns self."""
         return self._inplace("fill_", lambda a, v: a.fill(v), value)
 
     def copy_(self, src):
@@ -369,68 +398,96 @@ class Tensor:
     __hash__ = object.__hash__  # tensors are used as dict keys by identity
 
     def exp(self):
+        """Element-wise ``e ** x``, as ``mr.exp``."""
         return _ops().exp(self)
 
     def log(self):
+        """Element-wise natural logarithm, as ``mr.log``."""
         return _ops().log(self)
 
     def sqrt(self):
+        """Element-wise square root, as ``mr.sqrt``."""
         return _ops().sqrt(self)
 
     def relu(self):
+        """Element-wise ``max(x, 0)``, as ``F.relu``."""
         return _ops().relu(self)
 
     def sigmoid(self):
+        """Element-wise ``1 / (1 + exp(-x))``, as ``F.sigmoid``."""
         return _ops().sigmoid(self)
 
     def tanh(self):
+        """Element-wise hyperbolic tangent, as ``F.tanh``."""
         return _ops().tanh(self)
 
     def abs(self):
+        """Element-wise absolute value (gradient 0 at 0)."""
         return _ops().abs(self)
 
     def reshape(self, *shape):
+        """The same elements in another shape: ``x.reshape(N, -1)`` or
+        ``x.reshape((N, -1))``; one size may be -1 (inferred)."""
         return _ops().reshape(self, *shape)
 
     def view(self, *shape):
+        """The same elements in another shape, like ``reshape`` (minires has no
+        strides of its own: the array is a view where NumPy can make one)."""
         return _ops().reshape(self, *shape)
 
     def flatten(self, start_dim=0, end_dim=-1):
+        """Merge dimensions ``start_dim`` to ``end_dim`` into one:
+        ``x.flatten(1)`` turns (N, C, H, W) into (N, C*H*W)."""
         return _ops().flatten(self, start_dim, end_dim)
 
     def permute(self, *dims):
+        """Reorder the dimensions: ``x.permute(0, 2, 3, 1)`` turns (N, C, H, W)
+        into (N, H, W, C)."""
         return _ops().permute(self, *dims)
 
     def transpose(self, dim0, dim1):
+        """Swap two dimensions, ``dim0`` and ``dim1``."""
         return _ops().transpose(self, dim0, dim1)
 
     @property
     def T(self):
+        """All dimensions reversed: the transpose of a matrix."""
         return _ops().permute(self, *reversed(range(self.ndim)))
 
     def sum(self, dim=None, keepdim=False):
+        """The sum over ``dim`` (an int, a tuple, or None for all); ``keepdim``
+        keeps the summed dimensions with size 1."""
         return _ops().sum(self, dim, keepdim)
 
     def mean(self, dim=None, keepdim=False):
+        """The mean over ``dim`` (an int, a tuple, or None for all)."""
         return _ops().mean(self, dim, keepdim)
 
     def var(self, dim=None, keepdim=False, unbiased=True):
+        """The variance over ``dim``; ``unbiased=True`` divides by n - 1, as PyTorch."""
         return _ops().var(self, dim, keepdim, unbiased)
 
     def max(self, dim=None, keepdim=False):
+        """The maximum: of all elements, or over one ``dim`` as ``(values, indices)``."""
         return _ops().max(self, dim, keepdim)
 
     def amax(self, dim=(), keepdim=False):
+        """The maximum over one or several dims (all for ``dim=()``); tied maxima
+        share the gradient equally."""
         return _ops().amax(self, dim, keepdim)
 
     def argmax(self, dim=None, keepdim=False):
+        """The index of the maximum (over the flattened tensor, or along ``dim``);
+        not differentiable."""
         from .ops.reduce import argmax_array
         return Tensor(argmax_array(self.data, dim, keepdim))
 
     def softmax(self, dim):
+        """``exp(x) / sum(exp(x))`` along ``dim``, as ``F.softmax``."""
         return _ops().softmax(self, dim)
 
     def log_softmax(self, dim):
+        """``log(softmax(x))`` along ``dim``, computed stably, as ``F.log_softmax``."""
         return _ops().log_softmax(self, dim)
 
 
@@ -561,18 +618,23 @@ def _xp(device):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of zeros of shape ``size`` (``zeros(2, 3)`` or ``zeros((2, 3))``),
+    float32 unless ``dtype`` says otherwise."""
     xp = _xp(device)
     return Tensor(xp.zeros(_shape(size), dtype=dtype or _DEFAULT_FLOAT),
                   requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of ones of shape ``size`` (``ones(2, 3)`` or ``ones((2, 3))``),
+    float32 unless ``dtype`` says otherwise."""
     xp = _xp(device)
     return Tensor(xp.ones(_shape(size), dtype=dtype or _DEFAULT_FLOAT),
                   requires_grad=requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of shape ``size`` (a tuple) filled with ``fill_value``."""
     xp = _xp(device)
     return Tensor(xp.full(tuple(size), fill_value, dtype=dtype or _DEFAULT_FLOAT),
                   requires_grad=requires_grad)
@@ -586,17 +648,23 @@ def randn(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Uniform samples in [0, 1) of shape ``size``, from the generator seeded by
+    ``manual_seed``."""
     xp = _xp(device)
     data = backend.generator(xp).random(_shape(size), dtype=_float(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
 def randint(low, high, size, dtype=numpy.int64, device=None) -> Tensor:
+    """Integers drawn uniformly from [low, high), of shape ``size`` (a tuple);
+    int64 unless ``dtype`` says otherwise."""
     xp = _xp(device)
     return Tensor(backend.generator(xp).integers(low, high, size=tuple(size), dtype=dtype))
 
 
 def arange(*args, dtype=None, device=None) -> Tensor:
+    """The numbers ``start, start + step, ...`` below ``end``: ``arange(5)``,
+    ``arange(2, 10, 2)``, as ``numpy.arange``."""
     xp = _xp(device)
     return Tensor(xp.arange(*args, dtype=dtype))
 
@@ -609,10 +677,12 @@ def _float(dtype):
 
 
 def zeros_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
+    """Zeros of the shape, dtype and device of ``t``."""
     xp = backend.array_module(t.data)
     return Tensor(xp.zeros(t.shape, dtype=dtype or t.dtype), requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, dtype=None, requires_grad=False) -> Tensor:
+    """Ones of the shape, dtype and device of ``t``."""
     xp = backend.array_module(t.data)
     return Tensor(xp.ones(t.shape, dtype=dtype or t.dtype), requires_grad=requires_grad)

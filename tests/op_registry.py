@@ -59,7 +59,13 @@ _SPATIAL_TARGET = np.random.default_rng(1).integers(0, 3, (2, 4, 5))
 _IGNORED = np.array([2, -100, 4, 1, -100, 3])  # -100: PyTorch's default ignore_index
 _SPATIAL_IGNORED = np.where(np.random.default_rng(2).random((2, 4, 5)) < 0.2, 7,
                             _SPATIAL_TARGET)  # with ignore_index=7
-_WEIGHT = mr.tensor([0.5, 2.0, 1.0, 1.5, 0.25], dtype=mr.float64)
+
+
+def _weight(x, classes=5):
+    """Class weights on the input's device, as a user's would be (a CPU weight with a CUDA
+    input is refused, as in PyTorch)."""
+    return mr.tensor([0.5, 2.0, 1.0, 1.5, 0.25][:classes], dtype=mr.float64, device=x.device)
+
 
 OPS = [
     # ---------------------------------------------------------------- arithmetic
@@ -188,29 +194,29 @@ OPS = [
     OpInfo("cross_entropy_ignore_index_none",
            lambda x: F.cross_entropy(x, _IGNORED, reduction="none"), inputs(normal(6, 5)),
            ("CrossEntropy",)),
-    OpInfo("cross_entropy_weight", lambda x: F.cross_entropy(x, _TARGET, weight=_WEIGHT),
+    OpInfo("cross_entropy_weight", lambda x: F.cross_entropy(x, _TARGET, weight=_weight(x)),
            inputs(normal(6, 5)), ("LogSoftmax", "GetItem", "Neg", "Mul", "Sum")),
     OpInfo("cross_entropy_weight_smoothing_ignore_index",
-           lambda x: F.cross_entropy(x, _IGNORED, weight=_WEIGHT, label_smoothing=0.2),
+           lambda x: F.cross_entropy(x, _IGNORED, weight=_weight(x), label_smoothing=0.2),
            inputs(normal(6, 5)), ("LogSoftmax", "GetItem", "Mul", "Sum", "Add")),
     OpInfo("cross_entropy_weight_smoothing_none",
-           lambda x: F.cross_entropy(x, _IGNORED, weight=_WEIGHT, label_smoothing=0.2,
+           lambda x: F.cross_entropy(x, _IGNORED, weight=_weight(x), label_smoothing=0.2,
                                      reduction="none"),
            inputs(normal(6, 5)), ("LogSoftmax", "GetItem", "Mul", "Sum", "Add")),
     OpInfo("cross_entropy_spatial_weight_ignore_index",
-           lambda x: F.cross_entropy(x, _SPATIAL_IGNORED, weight=_WEIGHT[:3], ignore_index=7,
+           lambda x: F.cross_entropy(x, _SPATIAL_IGNORED, weight=_weight(x, 3), ignore_index=7,
                                      label_smoothing=0.1, reduction="sum"),
            inputs(normal(2, 3, 4, 5)), ("LogSoftmax", "Permute", "Reshape")),
     OpInfo("nll_loss", lambda x: F.nll_loss(x, _TARGET), inputs(normal(6, 5)),
            ("GetItem", "Neg")),
     OpInfo("nll_loss_weight_ignore_index",
-           lambda x: F.nll_loss(x, _IGNORED, weight=_WEIGHT), inputs(normal(6, 5)),
+           lambda x: F.nll_loss(x, _IGNORED, weight=_weight(x)), inputs(normal(6, 5)),
            ("GetItem", "Neg", "Mul")),
     OpInfo("nll_loss_spatial_ignore_index",
            lambda x: F.nll_loss(x, _SPATIAL_IGNORED, ignore_index=7),
            inputs(normal(2, 3, 4, 5)), ("GetItem", "Permute", "Reshape")),
     OpInfo("nll_loss_spatial_weight_none",
-           lambda x: F.nll_loss(x, _SPATIAL_TARGET, weight=_WEIGHT[:3], reduction="none"),
+           lambda x: F.nll_loss(x, _SPATIAL_TARGET, weight=_weight(x, 3), reduction="none"),
            inputs(normal(2, 3, 4, 5)), ("GetItem", "Permute", "Reshape")),
     OpInfo("mse_loss", F.mse_loss, inputs(normal(3, 4), normal(3, 4)), ("Sub", "Mul")),
     # ---------------------------------------------------------------- CPU fast path

@@ -104,6 +104,29 @@ def test_reductions_stay_on_the_device(cp):
     assert isinstance(a.max(), cp.ndarray) and float(a.max()) == 5.0
 
 
+def test_bit_generators_are_seeded_like_cupys(cp):
+    """``Philox4x3210(seed, *, size)`` takes an int, a sequence of ints or a SeedSequence;
+    CuPy hands cuRAND ``SeedSequence(seed).generate_state(1, uint32)[0]``, so the same
+    seed, and two seeds with the same 32-bit cut, give the same numbers."""
+
+    def draw(seed, size=4096):
+        generator = cp.random.Generator(cp.random.Philox4x3210(seed, size=size))
+        return generator.random(16, dtype=np.float32)
+
+    a = draw(np.random.SeedSequence([3, 1, 4]))
+    assert isinstance(a, cp.ndarray) and a.dtype == np.float32 and a.shape == (16,)
+    assert np.array_equal(a.get(), draw([3, 1, 4]).get())
+    assert not np.array_equal(a.get(), draw([3, 1, 5]).get())
+    cut = [np.random.SeedSequence(s).generate_state(1, np.uint32)[0] for s in (14375, 53572)]
+    assert cut[0] == cut[1]  # two seeds, one 32-bit cuRAND seed
+    assert np.array_equal(draw(14375).get(), draw(53572).get())
+    with pytest.raises(TypeError):
+        cp.random.Philox4x3210(0, 4096)  # size is keyword-only
+    rng = cp.random.default_rng(cp.random.Philox4x3210(7, size=64))  # wrapped as it is
+    assert isinstance(rng, cp.random.Generator) and cp.random.default_rng(rng) is rng
+    assert rng.integers(0, 5, size=(2, 3)).dtype == np.int64
+
+
 # --------------------------------------------------------------------------- the stand-in
 
 
@@ -117,7 +140,9 @@ STANDIN_CLASSES = {"cupy.ndarray": "cupy_standin._array.ndarray",
                    "cupy.cuda.Event": "cupy_standin._cuda.Event",
                    "cupy.RawModule": "cupy_standin._cuda.RawModule",
                    "cupy.RawKernel": "cupy_standin._cuda.RawKernel",
-                   "cupy.random.Generator": "cupy_standin._random.Generator"}
+                   "cupy.random.Generator": "cupy_standin._random.Generator",
+                   # what XORWOW, MRG32k3a and Philox4x3210 share (CuPy's _cuRANDGenerator)
+                   "cupy.random.XORWOW": "cupy_standin._random._CuRandBitGenerator"}
 
 
 def api():
@@ -148,6 +173,18 @@ def test_standin_defines_only_names_the_real_cupy_has(standin):
             if name not in members:
                 extra.append(f"{public}.{name}")
     assert not extra, f"the stand-in offers what CuPy {real['version']} lacks: {extra}"
+
+
+def test_standin_random_classes_take_the_real_signatures(standin, cp):
+    """The stand-in's cupy.random classes take the parameters (names, kinds, which have
+    defaults) of the real CuPy's, as the API list records them."""
+    import inspect
+
+    for name in ("XORWOW", "MRG32k3a", "Philox4x3210", "Generator"):
+        real = api()["modules"]["cupy.random"][name]["parameters"]
+        ours = [[p.name, p.kind.name.lower(), p.default is not inspect.Parameter.empty]
+                for p in inspect.signature(getattr(cp.random, name)).parameters.values()]
+        assert ours == real, f"cupy.random.{name}: {ours} != {real}"
 
 
 def test_api_list_is_cupy_14_and_names_what_minires_calls(standin):

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import html
+import importlib
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
@@ -21,6 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_tutorials import EXPECTED
 
 import minires.nn.functional as F
 from minires.cli import main
@@ -44,23 +48,80 @@ def fenced(text: str, language: str) -> list:
     return pattern.findall(text)
 
 
-def test_mkdocs_build_is_strictly_clean(tmp_path):
-    if importlib.util.find_spec("mkdocs") is None or \
-            importlib.util.find_spec("mkdocstrings") is None or \
-            importlib.util.find_spec("material") is None:
-        message = ('MkDocs is not installed: pip install mkdocs-material "mkdocstrings[python]" '
-                   '(or the docs extra)')
+DOCS_PACKAGES = {"mkdocs": "mkdocs", "mkdocstrings": "mkdocstrings[python]",
+                 "material": "mkdocs-material", "mkdocs_jupyter": "mkdocs-jupyter"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site built once with ``mkdocs build --strict`` (the tutorials executed in
+    fast mode): its folder and the build's log."""
+    absent = [pip for module, pip in DOCS_PACKAGES.items()
+              if importlib.util.find_spec(module) is None]
+    if absent:
+        message = (f"the docs build needs {', '.join(absent)}: pip install "
+                   f"{' '.join(absent)} (or the docs extra, pip install '.[docs]')")
         if os.environ.get("CI") or os.environ.get("MINIRES_REQUIRE_DOCS"):
             pytest.fail(message)
         pytest.skip(message)
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    folder = tmp_path_factory.mktemp("site")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1",
+               MINIRES_TUTORIAL_OUT=str(folder / "tutorial-files"))
     run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                          str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          str(ROOT / "mkdocs.yml"), "--site-dir", str(folder / "site")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log
-    assert "WARNING" not in log, log
-    assert (tmp_path / "site" / "api" / "functional" / "index.html").is_file()
+    return folder / "site", log
+
+
+def test_mkdocs_build_is_strictly_clean(site):
+    """--strict fails on MkDocs's warnings; this also catches what it leaves out: the
+    warnings of the notebook kernels and mkdocstrings' INFO that signatures cannot be
+    formatted (no Black or Ruff)."""
+    folder, log = site
+    noisy = [line for line in log.splitlines()
+             if "WARNING" in line or "ERROR" in line or "Black or Ruff" in line
+             or "Traceback" in line]
+    assert not noisy, "\n".join(noisy)
+    assert (folder / "api" / "functional" / "index.html").is_file()
+
+
+def page_text(path: Path) -> str:
+    """What a reader sees of an HTML page: the text without tags and entities."""
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
+
+
+# a figure drawn only on a GPU: the CPU run of the docs build has no image for it
+GPU_ONLY_FIGURES = {"09_gpu_and_kernels.py": 1}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_tutorial_page_shows_its_outputs_and_figures(site, name):
+    folder, _ = site
+    page = folder / "tutorials" / Path(name).stem / "index.html"
+    assert page.is_file(), f"tutorials/{name} is not on the site (mkdocs.yml nav)"
+    source = (ROOT / "tutorials" / name).read_text(encoding="utf-8")
+    raw = page.read_text(encoding="utf-8")
+    text = page_text(page)
+    assert "fast mode (MINIRES_FAST=1)" in text, "the build did not run it in fast mode"
+    missing = [line for line in EXPECTED[name] if line not in text]
+    assert not missing, f"the page of {name} lacks its printed results {missing}"
+    figures = len(re.findall(r'<img[^>]*src="data:image/png', raw))
+    drawn = source.count("_common.show(") - GPU_ONLY_FIGURES.get(name, 0)
+    assert figures == drawn, f"{name}: {figures} figures on its page, {drawn} drawn"
+
+
+def test_gpu_tutorial_renders_its_cpu_path_with_the_note(site):
+    text = page_text(site[0] / "tutorials" / "09_gpu_and_kernels" / "index.html")
+    assert "no CUDA GPU (or no CuPy) found: the GPU parts of this notebook are skipped" in text
+    assert "(skipped: the same convolution on the GPU)" in text
+
+
+def test_tutorials_index_links_every_tutorial(site):
+    index = (site[0] / "tutorials" / "index.html").read_text(encoding="utf-8")
+    for name in EXPECTED:
+        assert f'href="{Path(name).stem}/"' in index, f"tutorials/README.md: link {name}"
 
 
 @pytest.mark.parametrize("page", [p for p in PAGES if "```python" in read(p)])
@@ -207,3 +268,117 @@ def test_the_reproduction_commands_run_the_same_configuration(monkeypatch, capsy
     monkeypatch.setattr(minires.train, "run_training", fake_run_training)
     cli.main(shlex.split(reproduce_script().train_command(config))[1:])
     assert {k: seen[k] for k in config} == config
+
+
+# The public API: the names these modules export (``__all__``, or their public
+# attributes defined in minires where they have none).
+API_MODULES = ["minires", "minires.nn", "minires.nn.functional", "minires.nn.init",
+               "minires.nn.utils", "minires.optim", "minires.optim.lr_scheduler",
+               "minires.data", "minires.models", "minires.distributed", "minires.inspect",
+               "minires.train"]
+
+
+def _function_of(member):
+    """The function behind a class attribute (method, property, static or class method)."""
+    if isinstance(member, property):
+        return member.fget
+    if isinstance(member, (staticmethod, classmethod)):
+        return member.__func__
+    return member if inspect.isfunction(member) else None
+
+
+def public_api() -> list:
+    """``(names, docstring)`` of every public callable, class and method: ``names`` are
+    the anchors the API pages may give it (where it is exported, where it is defined)."""
+    entries, seen = [], set()
+    for module_name in API_MODULES:
+        module = importlib.import_module(module_name)
+        exported = getattr(module, "__all__", None) or [
+            n for n, v in vars(module).items()
+            if getattr(v, "__module__", "").startswith("minires")]
+        for name in exported:
+            obj = getattr(module, name)
+            if name.startswith("_") or inspect.ismodule(obj) or not callable(obj) \
+                    or not getattr(obj, "__module__", "").startswith("minires") \
+                    or id(obj) in seen:
+                continue  # numpy's dtypes under minires's names are numpy's to document
+            seen.add(id(obj))
+            names = list(dict.fromkeys([f"{module_name}.{name}",
+                                        f"{obj.__module__}.{obj.__qualname__}"]))
+            entries.append((names, obj.__doc__))
+            if inspect.isclass(obj):
+                entries += [([f"{n}.{method}" for n in names], doc)
+                            for method, doc in _documented_methods(obj)]
+    return entries
+
+
+def _documented_methods(cls) -> list:
+    """``(name, docstring)`` of the public methods and properties a class defines that
+    need their own docstring: all but overrides of a method documented in a base class
+    (``forward``, ``step``, ``get_lr``: the base says what they do)."""
+    out = []
+    for name, member in vars(cls).items():
+        function = _function_of(member)
+        if name.startswith("_") or function is None:
+            continue
+        in_bases = [_function_of(vars(base)[name]) for base in cls.__mro__[1:]
+                    if name in vars(base)]
+        if function.__doc__ is None and any(f is not None and f.__doc__ for f in in_bases):
+            continue
+        out.append((name, function.__doc__))
+    return out
+
+
+def trivial(doc) -> bool:
+    """No docstring, or a first line too short to say what the object computes."""
+    first = inspect.cleandoc(doc or "").split("\n", 1)[0]
+    return len(first.split()) < 3
+
+
+def test_public_api_is_found():
+    entries = public_api()
+    names = {n for names, _ in entries for n in names}
+    for name in ("minires.nn.functional.conv2d", "minires.Tensor.backward",
+                 "minires.nn.Module.state_dict", "minires.optim.SGD",
+                 "minires.distributed.DistributedDataParallel", "minires.train.run_training"):
+        assert name in names, name
+    assert len(entries) > 300
+
+
+def test_every_public_function_has_a_docstring():
+    missing = [names[0] for names, doc in public_api() if trivial(doc)]
+    assert not missing, (f"{len(missing)} public names have no docstring (or one of fewer "
+                         f"than three words): {missing}")
+
+
+def test_every_public_function_is_in_the_api_pages(site):
+    anchors = set()
+    for page in (site[0] / "api").glob("*/index.html"):
+        anchors |= set(re.findall(r'id="([\w.]+)"', page.read_text(encoding="utf-8")))
+    missing = [names[0] for names, _ in public_api() if not anchors & set(names)]
+    assert not missing, f"not in the API pages (docs/api/*.md): {missing}"
+
+
+def recorded_runs() -> list:
+    """The rows of the results page's recorded-runs table, as lists of cells."""
+    table = read("results.md").split(reproduce_script().HEADER, 1)[1]
+    return [[cell.strip() for cell in line.strip().strip("|").split(" | ")]
+            for line in table.splitlines() if line.strip()]
+
+
+def test_recorded_runs_are_runs_with_their_commands():
+    rows = recorded_runs()
+    assert rows, "the recorded-runs table of docs/results.md is empty"
+    columns = len(reproduce_script().HEADER.splitlines()[0].strip("| ").split(" | "))
+    for row in rows:
+        assert len(row) == columns, row
+        assert re.fullmatch(r"`(minires|python) .+`", row[-1]), f"no command: {row}"
+        assert row[5].endswith("%"), f"no test accuracy: {row}"
+
+
+def test_results_page_says_what_waits_for_a_gpu():
+    glance = read("results.md").split("## At a glance", 1)[1].split("\n## ", 1)[0]
+    waiting = glance.split("**Waiting for a GPU**", 1)[1]
+    for command in ("scripts/gpu_acceptance.py", "scripts/reproduce_he2015.py",
+                    "benchmarks/bench_gpu.py"):
+        assert command in waiting, f"docs/results.md: {command} is not among what waits"

@@ -150,9 +150,10 @@ print("max |im2col - loops| =",
 
 # %% [markdown]
 # What does the patch matrix look like? For a 1-channel 4×4 image holding the numbers
-# 0 to 15 and a 3×3 kernel, each column is one window: neighbouring columns share most
-# of their pixels, so every pixel appears in up to nine columns. im2col trades memory
-# (`KH·KW` times the input) for speed.
+# 0 to 15 and a 3×3 kernel there are 2×2 windows, so four columns, one per window.
+# Neighbouring columns share most of their pixels: the four middle pixels appear in all
+# four columns. In a larger image a pixel appears in up to `KH·KW` = nine columns, so
+# im2col trades memory (up to `KH·KW` times the input) for speed.
 
 # %%
 tiny = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
@@ -170,6 +171,9 @@ ax_col.set(title="im2col: one column per output pixel", xlabel="output position 
            ylabel="kernel offset (i, j)")
 _common.show(fig, "05_im2col_matrix")
 print(tiny_col.astype(int))
+copies = np.bincount(tiny_col.astype(int).ravel(), minlength=16).reshape(4, 4)
+print(f"columns each pixel appears in (most: {copies.max()} of {tiny_col.shape[1]}):")
+print(copies)
 
 # %% [markdown]
 # ## 3. im2col without a loop: a strided view

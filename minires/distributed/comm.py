@@ -36,6 +36,8 @@ class Work:
         self._done = False
 
     def wait(self) -> None:
+        """Block until the collective is done and its result is in place (once; later
+        calls return at once)."""
         if self._done:
             return
         if self._wait is not None:

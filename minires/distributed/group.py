@@ -167,9 +167,11 @@ class ProcessGroup:
         return json.loads(self.host.broadcast_bytes(data, src).decode())
 
     def barrier(self) -> None:
+        """Wait until every rank of the group has reached this call."""
         self.host.barrier()
 
     def destroy(self) -> None:
+        """Free the group's communicators (host, and the GPU's when one was made)."""
         if self._device is not None:
             self._device.destroy()
             self._device = None
@@ -287,6 +289,7 @@ def destroy_process_group() -> None:
 
 
 def is_initialized() -> bool:
+    """Whether ``init_process_group`` has run (and ``destroy_process_group`` has not)."""
     return _group is not None
 
 

@@ -90,6 +90,7 @@ class DistributedSampler:
 
     @property
     def num_samples(self) -> int:
+        """Samples per rank per epoch, PyTorch's name for ``len(sampler)``."""
         return len(self)
 
     # ----------------------------------------------------------------- orders

@@ -37,6 +37,10 @@ from . import group as _group
 
 
 class SyncBatchNormFunction(Function):
+    """BatchNorm's training-mode op over the global batch of all ranks (the math is in
+    the module's docstring): one all-gather of the per-rank statistics in forward, one
+    all-reduce of the two gradient sums in backward."""
+
     @staticmethod
     def forward(ctx, x, w, b, running_mean, running_var, *, momentum, eps, group):
         # w, b: (C,) or None (no affine); running_mean, running_var: (C,) or None,

@@ -118,6 +118,8 @@ class GradientMonitor:
 
     # ----------------------------------------------------------------- switching
     def start(self) -> GradientMonitor:
+        """Attach the hooks (and count the optimizer's steps) from now on; returns self.
+        ``with monitor:`` starts and stops it."""
         if self._active:
             return self
         self._active = True
@@ -133,6 +135,7 @@ class GradientMonitor:
         return self
 
     def stop(self) -> None:
+        """Remove every hook and restore the optimizer's ``step``: the model runs as before."""
         self._disarm()
         if self._wrapped_step is not None and self.optimizer.__dict__.get("step") is \
                 self._wrapped_step:
@@ -148,6 +151,7 @@ class GradientMonitor:
 
     @property
     def active(self) -> bool:
+        """Whether the monitor is started (between ``start()`` and ``stop()``)."""
         return self._active
 
     def recording(self) -> bool:

@@ -36,6 +36,14 @@ def _pyplot():
     return plt
 
 
+def _integer_ticks(*axes) -> None:
+    """Ticks on whole numbers only: layers, steps and epochs are counts."""
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in axes:
+        axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _title(ax, title: str) -> None:
     if title:
         ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
@@ -69,9 +77,7 @@ def plot_depth_profiles(profiles: dict, path, stat: str = "act_grad_norm", title
         ax.plot(x, values, label=label, **kwargs)
     ax.set_yscale("log")
     if not relative_depth:
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis)
     ax.set_xlabel("relative depth (0 = first layer, 1 = last)" if relative_depth
                   else "layer (block) index, input side first")
     ax.set_ylabel(_LABELS.get(stat, stat))
@@ -101,6 +107,7 @@ def plot_heatmap(history, path, stat: str = "act_grad_norm", title: str = "",
                       extent=(steps[0], steps[-1] + _step_width(steps), len(values) + 0.5, 0.5))
     label = _LABELS.get(stat, stat)
     fig.colorbar(image, ax=ax, label=label + (" / last layer's" if normalize else ""))
+    _integer_ticks(ax.xaxis, ax.yaxis)  # no tick at layer 2.5 or step 7.5
     ax.set_xlabel("training step")
     ax.set_ylabel("layer (block) index, input side on top")
     _title(ax, title)
@@ -131,6 +138,7 @@ def plot_error_curves(panels: dict, path, title: str = "", x: str = "epoch") -> 
                     linewidth=1, alpha=0.8)
             ax.plot(xs, [100 * (1 - row["test_acc"]) for row in history], "-", color=color,
                     linewidth=2.2, label=label)
+        _integer_ticks(ax.xaxis)
         ax.set_xlabel(x)
         ax.set_title(panel, fontsize=10)
         ax.grid(alpha=0.3)

@@ -115,12 +115,14 @@ class Profile:
         return f"Profile(step={self.step}, {len(self.layers)} layers)\n{self.table()}"
 
     def to_dict(self) -> dict:
+        """Plain values for JSON: step, layer and parameter names, and every statistic."""
         return {"step": self.step, "layers": self.layers, "params": self.params,
                 "stats": {k: _json_list(v) for k, v in self.stats.items()},
                 "param_stats": {k: _json_list(v) for k, v in self.param_stats.items()}}
 
     @classmethod
     def from_dict(cls, d: dict) -> Profile:
+        """The profile of ``to_dict()``'s values."""
         return cls(d["layers"], d["stats"], d.get("params", ()), d.get("param_stats"),
                    d.get("step", 0))
 
@@ -130,6 +132,7 @@ class Profile:
 
     @classmethod
     def load(cls, path) -> Profile:
+        """Read a profile that ``save`` wrote."""
         with open(path) as f:
             return cls.from_dict(json.load(f))
 
@@ -145,6 +148,7 @@ class History:
         self.profiles = list(profiles)
 
     def append(self, profile: Profile) -> None:
+        """Add the profile of the next recorded step."""
         self.profiles.append(profile)
 
     def __len__(self) -> int:
@@ -155,10 +159,12 @@ class History:
 
     @property
     def steps(self) -> numpy.ndarray:
+        """The step numbers of the recorded profiles, as an int64 array."""
         return numpy.array([p.step for p in self.profiles], dtype=numpy.int64)
 
     @property
     def layers(self) -> list:
+        """The layer names of the profiles (those of the first one)."""
         return self.profiles[0].layers if self.profiles else []
 
     def __getitem__(self, key):
@@ -174,13 +180,16 @@ class History:
         return format_table(["step", *(str(i) for i in range(len(self.layers)))], rows)
 
     def to_dict(self) -> dict:
+        """Plain values for JSON: ``{'profiles': [profile.to_dict(), ...]}``."""
         return {"profiles": [p.to_dict() for p in self.profiles]}
 
     def save(self, path) -> str:
+        """Write the history as JSON (NaN as null) to ``path``; returns the path."""
         return _write_json({"format": "minires-gradient-history", **self.to_dict()}, path)
 
     @classmethod
     def load(cls, path) -> History:
+        """Read a history that ``save`` wrote."""
         with open(path) as f:
             d = json.load(f)
         return cls(Profile.from_dict(p) for p in d["profiles"])

@@ -272,22 +272,32 @@ def cifar_resnet(depth: int, num_classes: int = 10, shortcut: str = "A",
 
 
 def resnet20(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
+    """ResNet-20 for 32x32 images (He et al. 2015, section 4.2): 3 stages of 3
+    BasicBlocks, 0.27M parameters. ``shortcut`` 'A' is the paper's zero-padding shortcut."""
     return cifar_resnet(20, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
 def resnet32(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
+    """ResNet-32 for 32x32 images (He et al. 2015, section 4.2): 3 stages of 5
+    BasicBlocks, 0.46M parameters."""
     return cifar_resnet(32, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
 def resnet44(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
+    """ResNet-44 for 32x32 images (He et al. 2015, section 4.2): 3 stages of 7
+    BasicBlocks, 0.66M parameters."""
     return cifar_resnet(44, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
 def resnet56(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
+    """ResNet-56 for 32x32 images (He et al. 2015, section 4.2): 3 stages of 9
+    BasicBlocks, 0.85M parameters."""
     return cifar_resnet(56, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
 def resnet110(num_classes=10, shortcut="A", zero_init_residual=False, batch_norm=True):
+    """ResNet-110 for 32x32 images (He et al. 2015, section 4.2): 3 stages of 18
+    BasicBlocks, 1.7M parameters."""
     return cifar_resnet(110, num_classes, shortcut, zero_init_residual, batch_norm)
 
 
@@ -297,22 +307,27 @@ def plain_cifar(depth: int, num_classes: int = 10, batch_norm: bool = True) -> R
 
 
 def plain20(num_classes=10, batch_norm=True):
+    """The plain twin of ResNet-20: the same 20 layers without shortcuts."""
     return plain_cifar(20, num_classes, batch_norm)
 
 
 def plain32(num_classes=10, batch_norm=True):
+    """The plain twin of ResNet-32: the same 32 layers without shortcuts."""
     return plain_cifar(32, num_classes, batch_norm)
 
 
 def plain44(num_classes=10, batch_norm=True):
+    """The plain twin of ResNet-44: the same 44 layers without shortcuts."""
     return plain_cifar(44, num_classes, batch_norm)
 
 
 def plain56(num_classes=10, batch_norm=True):
+    """The plain twin of ResNet-56: the same 56 layers without shortcuts."""
     return plain_cifar(56, num_classes, batch_norm)
 
 
 def plain110(num_classes=10, batch_norm=True):
+    """The plain twin of ResNet-110: the same 110 layers without shortcuts."""
     return plain_cifar(110, num_classes, batch_norm)
 
 

@@ -14,6 +14,9 @@ from .module import Module
 
 
 class ReLU(Module):
+    """``max(x, 0)`` element-wise, as a layer (``F.relu``). ``inplace`` is accepted for
+    PyTorch's signature and ignored (see the module's docstring)."""
+
     def __init__(self, inplace: bool = False):
         super().__init__()
         self.inplace = inplace  # accepted and ignored, see the module docstring
@@ -26,6 +29,8 @@ class ReLU(Module):
 
 
 class LeakyReLU(Module):
+    """``x`` for x > 0, ``negative_slope * x`` otherwise, as a layer (``F.leaky_relu``)."""
+
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
         self.negative_slope, self.inplace = negative_slope, inplace
@@ -39,16 +44,22 @@ class LeakyReLU(Module):
 
 
 class Sigmoid(Module):
+    """``1 / (1 + exp(-x))`` element-wise, as a layer (``F.sigmoid``)."""
+
     def forward(self, input: Tensor) -> Tensor:
         return F.sigmoid(input)
 
 
 class Tanh(Module):
+    """Hyperbolic tangent element-wise, as a layer (``F.tanh``)."""
+
     def forward(self, input: Tensor) -> Tensor:
         return F.tanh(input)
 
 
 class Softmax(Module):
+    """Softmax along ``dim``, as a layer (``F.softmax``): each slice sums to 1."""
+
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
@@ -61,5 +72,7 @@ class Softmax(Module):
 
 
 class LogSoftmax(Softmax):
+    """``log(softmax(x))`` along ``dim``, as a layer (``F.log_softmax``)."""
+
     def forward(self, input: Tensor) -> Tensor:
         return F.log_softmax(input, self.dim)

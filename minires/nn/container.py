@@ -56,6 +56,7 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end (named by its position); returns self."""
         self.add_module(str(len(self)), module)
         return self
 
@@ -103,15 +104,18 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> ModuleList:
+        """Add ``module`` at the end (named by its position); returns self."""
         self.add_module(str(len(self)), module)
         return self
 
     def extend(self, modules) -> ModuleList:
+        """Add each module of an iterable at the end; returns self."""
         for module in modules:
             self.append(module)
         return self
 
     def insert(self, index: int, module: Module) -> None:
+        """Insert ``module`` before position ``index`` (the names are renumbered)."""
         modules = list(self._modules.values())
         modules.insert(index, module)
         self._modules.clear()

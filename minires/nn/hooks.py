@@ -40,6 +40,7 @@ class RemovableHandle:
         RemovableHandle._next_id += 1
 
     def remove(self) -> None:
+        """Unregister the hook (again is harmless)."""
         self._hooks.pop(self.id, None)
 
     def __enter__(self):

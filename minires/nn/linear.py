@@ -43,6 +43,8 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Initialise weight and bias as PyTorch does: ``kaiming_uniform_(a=sqrt(5))`` and
+        uniform in +-1/sqrt(fan_in)."""
         init.default_layer_init_(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:

@@ -47,6 +47,9 @@ class NLLLoss(_WeightedLoss):
 
 
 class MSELoss(Module):
+    """Mean squared error ``(input - target) ** 2``, as a layer (``F.mse_loss``);
+    ``reduction`` is 'mean', 'sum' or 'none'."""
+
     def __init__(self, reduction: str = "mean"):
         super().__init__()
         self.reduction = reduction

@@ -71,6 +71,8 @@ class Module:
         object.__setattr__(self, "_backward_hooks", OrderedDict())
 
     def forward(self, *args, **kwargs):
+        """The computation of this module: ``model(x)`` calls it (after the forward pre-hooks,
+        before the forward hooks). Every subclass defines it."""
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
                                   f'"forward" function')
 
@@ -195,10 +197,12 @@ class Module:
             yield from module.named_modules(memo, sub, remove_duplicate)
 
     def modules(self):
+        """Yield this module and every descendant, depth first, each once."""
         for _, module in self.named_modules():
             yield module
 
     def named_children(self):
+        """Yield ``(name, module)`` for the direct children, each once."""
         seen = {}
         for name, module in self._modules.items():
             if module is not None and id(module) not in seen:
@@ -206,6 +210,7 @@ class Module:
                 yield name, module
 
     def children(self):
+        """Yield the direct children, each once."""
         for _, module in self.named_children():
             yield module
 
@@ -225,14 +230,19 @@ class Module:
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True):
+        """Yield every parameter (of the children too unless ``recurse=False``), each once:
+        what an optimizer is given."""
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
     def named_buffers(self, prefix: str = "", recurse: bool = True,
                       remove_duplicate: bool = True):
+        """Yield ``(name, buffer)`` with dotted names, like ``bn1.running_mean``: the
+        state that is saved but not trained."""
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True):
+        """Yield every buffer (BatchNorm's running statistics), each once."""
         for _, buf in self.named_buffers(recurse=recurse):
             yield buf
 
@@ -247,6 +257,7 @@ class Module:
         return module
 
     def get_parameter(self, target: str) -> Parameter:
+        """The parameter at a dotted path, like ``'layer1.0.conv1.weight'``."""
         module_path, _, name = target.rpartition(".")
         module = self.get_submodule(module_path)
         if name not in module._parameters:
@@ -326,11 +337,15 @@ class Module:
         return self.train(False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter (``False`` freezes the module); returns
+        self."""
         for param in self.parameters():
             param.requires_grad_(requires_grad)
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter: ``None`` (the default, as in PyTorch) or,
+        with ``set_to_none=False``, zeros in place."""
         for param in self.parameters():
             if param.grad is None:
                 continue
@@ -390,15 +405,19 @@ class Module:
         return self._convert(convert)
 
     def cuda(self) -> Module:
+        """Move every parameter and buffer to the GPU, in place; returns self."""
         return self.to("cuda")
 
     def cpu(self) -> Module:
+        """Move every parameter and buffer to the CPU, in place; returns self."""
         return self.to("cpu")
 
     def double(self) -> Module:
+        """Cast the floating-point parameters and buffers to float64, in place."""
         return self.to(dtype=numpy.float64)
 
     def float(self) -> Module:
+        """Cast the floating-point parameters and buffers to float32, in place."""
         return self.to(dtype=numpy.float32)
 
     # ------------------------------------------------------------------ hooks

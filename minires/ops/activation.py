@@ -130,33 +130,42 @@ class Dropout(Function):
 
 
 def relu(x) -> Tensor:
+    """Element-wise ``max(x, 0)``; the gradient is 0 for x <= 0, as in PyTorch."""
     return ReLU.apply(x)
 
 
 def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
+    """Element-wise ``x`` for x > 0, ``negative_slope * x`` otherwise."""
     return LeakyReLU.apply(x, negative_slope=negative_slope)
 
 
 def sigmoid(x) -> Tensor:
+    """Element-wise ``1 / (1 + exp(-x))``, computed without overflow."""
     return Sigmoid.apply(x)
 
 
 def tanh(x) -> Tensor:
+    """Element-wise hyperbolic tangent."""
     return Tanh.apply(x)
 
 
 def softmax(x, dim: int) -> Tensor:
+    """``exp(x) / sum(exp(x))`` along ``dim``: each slice becomes
+    probabilities that sum to 1 (computed stably, the maximum subtracted first)."""
     x = as_tensor(x)
     return Softmax.apply(x, dim=normalize_dim(dim, x.ndim, "softmax"))
 
 
 def log_softmax(x, dim: int) -> Tensor:
+    """``log(softmax(x))`` along ``dim``, computed stably: ``x - max -
+    log(sum(exp(x - max)))``; with ``nll_loss`` it makes ``cross_entropy``."""
     x = as_tensor(x)
     return LogSoftmax.apply(x, dim=normalize_dim(dim, x.ndim, "log_softmax"))
 
 
 def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:
-    """Zero each element with probability ``p`` during training; identity in evaluation."""
+    """Zero each element with probability ``p`` during training and scale the others by
+    ``1 / (1 - p)``, so the expected value is unchanged; identity in evaluation."""
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p}")
     x = as_tensor(x)

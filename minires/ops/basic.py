@@ -287,14 +287,17 @@ def pow(x, exponent) -> Tensor:
 
 
 def exp(x) -> Tensor:
+    """Element-wise ``e ** x``."""
     return Exp.apply(x)
 
 
 def log(x) -> Tensor:
+    """Element-wise natural logarithm (``-inf`` at 0, NaN below)."""
     return Log.apply(x)
 
 
 def sqrt(x) -> Tensor:
+    """Element-wise square root."""
     return Sqrt.apply(x)
 
 
@@ -303,6 +306,11 @@ def abs(x) -> Tensor:
 
 
 def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy's (and PyTorch's) rules.
+
+    (n, k) @ (k, m) -> (n, m); a 1-D argument is a vector; leading dimensions broadcast as a
+    batch: (B, n, k) @ (k, m) -> (B, n, m). Follows ``set_float32_matmul_precision``.
+    """
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes "
@@ -319,8 +327,9 @@ def matmul(a, b) -> Tensor:
 
 
 def linear(input, weight, bias=None) -> Tensor:
-    """y = input @ weight^T + bias, with weight of shape (out_features, in_features): a
-    composite of matmul and add, with no backward of its own."""
+    """``y = input @ weight^T + bias``: an (..., in_features) input -> (...,
+    out_features), with ``weight`` (out_features, in_features) and ``bias``
+    (out_features,) or None. A composite of matmul and add, with no backward of its own."""
     x, w = as_tensor(input), as_tensor(weight)
     if w.ndim != 2:
         raise ValueError(f"linear: expected a 2-D weight (out_features, in_features), got shape "

@@ -101,8 +101,15 @@ class Conv2d(Function):
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
-    """2-D convolution (cross-correlation, as in every framework) of (N, C, H, W) input
-    with (F, C, KH, KW) weight, like ``torch.nn.functional.conv2d``."""
+    """2-D convolution (cross-correlation, as in every framework) of an (N, C, H, W)
+    input with an (F, C, KH, KW) weight -> (N, F, OH, OW), like
+    ``torch.nn.functional.conv2d``.
+
+    ``bias``: (F,) or None. ``stride``, ``padding`` (zeros on every side) and
+    ``dilation`` (the spacing of the kernel's taps) are ints or (height, width) pairs;
+    ``OH = (H + 2 * padding - dilation * (KH - 1) - 1) // stride + 1``, likewise ``OW``.
+    Only ``groups=1`` is supported.
+    """
     inputs, stride, padding, dilation = check_conv_args("conv2d", input, weight, bias, stride,
                                                         padding, dilation, groups)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation)

@@ -117,7 +117,8 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100,
 
 
 def mse_loss(input, target, reduction: str = "mean") -> Tensor:
-    """Mean squared error: mean((input - target)^2)."""
+    """Squared error ``(input - target) ** 2`` of two tensors of one shape, averaged
+    (``reduction='mean'``), summed ('sum') or element by element ('none')."""
     x, y = as_tensor(input), as_tensor(target)
     if x.shape != y.shape:
         raise ValueError(f"mse_loss: input shape {x.shape} and target shape {y.shape} differ")

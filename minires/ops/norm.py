@@ -91,8 +91,14 @@ class BatchNorm(Function):
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5) -> Tensor:
     """Normalise each channel of an (N, C) or (N, C, ...) input, like
-    ``torch.nn.functional.batch_norm``. In training mode ``running_mean`` and
-    ``running_var`` (tensors, or None) are updated in place."""
+    ``torch.nn.functional.batch_norm``: ``(x - mean) / sqrt(var + eps) * weight + bias``.
+
+    ``training=True`` uses the batch's mean and (biased) variance per channel and updates
+    ``running_mean`` and ``running_var`` (tensors (C,), or None) in place:
+    ``running = (1 - momentum) * running + momentum * batch``, with the unbiased batch
+    variance, as PyTorch. ``training=False`` normalises with the running statistics.
+    ``weight`` and ``bias``: (C,) or None.
+    """
     x = as_tensor(input)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected an input of shape (N, C) or (N, C, ...), got "

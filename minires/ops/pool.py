@@ -92,17 +92,30 @@ class AvgPool2d(Function):
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
+    """The maximum of each window of an (N, C, H, W) input -> (N, C, OH, OW).
+
+    ``kernel_size``, ``stride`` (default: the kernel size) and ``padding`` are ints or pairs;
+    padding never wins a maximum. The gradient goes to the maximum of each window (the
+    first one where several tie).
+    """
     x, args = check_pool_args("max_pool2d", input, kernel_size, stride, padding)
     return MaxPool2d.apply(x, **args)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
+    """The mean of each window of an (N, C, H, W) input -> (N, C, OH, OW).
+
+    ``kernel_size``, ``stride`` (default: the kernel size) and ``padding`` are ints or pairs;
+    padded zeros count in the mean (PyTorch's ``count_include_pad=True``).
+    """
     x, args = check_pool_args("avg_pool2d", input, kernel_size, stride, padding)
     return AvgPool2d.apply(x, **args)
 
 
 def adaptive_avg_pool2d(input, output_size) -> Tensor:
-    """Average-pool to ``output_size``; the ResNet head uses 1 (global average pooling)."""
+    """Average-pool an (N, C, H, W) input to (N, C, OH, OW) for ``output_size`` (OH, OW)
+    (or an int for both); the ResNet head uses 1, global average pooling. Other sizes
+    must divide H and W (the windows are then equal and do not overlap)."""
     x = as_tensor(input)
     if x.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input (N, C, H, W), got shape "

@@ -50,11 +50,15 @@ class Max(Function):
 
 
 def sum(x, dim=None, keepdim: bool = False) -> Tensor:
+    """The sum over ``dim`` (an int, a tuple, or None for all); ``keepdim``
+    keeps the summed dimensions with size 1."""
     x = as_tensor(x)
     return Sum.apply(x, axes=normalize_dims(dim, x.ndim, "sum"), keepdim=keepdim)
 
 
 def mean(x, dim=None, keepdim: bool = False) -> Tensor:
+    """The mean over ``dim`` (an int, a tuple, or None for all); ``keepdim``
+    keeps the reduced dimensions with size 1."""
     x = as_tensor(x)
     axes = normalize_dims(dim, x.ndim, "mean")
     count = 1

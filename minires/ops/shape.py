@@ -154,6 +154,8 @@ def getitem(x, index) -> Tensor:
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
+    """Join tensors of equal shape but along ``dim``: two (N, C1, H, W) and
+    (N, C2, H, W) give (N, C1 + C2, H, W), as ``torch.cat``."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")

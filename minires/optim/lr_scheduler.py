@@ -97,6 +97,7 @@ class LRScheduler:
                 if key != "optimizer"}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the state of ``state_dict()`` (the optimizer is not part of it)."""
         self.__dict__.update({key: _copy(value) for key, value in state_dict.items()})
 
     def __repr__(self) -> str:

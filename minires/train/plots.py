@@ -11,6 +11,7 @@ def plot_curves(history: list, path, title: str = "") -> str:
 
     matplotlib.use("Agg")  # files only: works on machines without a display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -20,6 +21,7 @@ def plot_curves(history: list, path, title: str = "") -> str:
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5 with few epochs
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

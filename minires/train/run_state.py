@@ -66,6 +66,7 @@ class RunState:
 
     @property
     def completed_epochs(self) -> int:
+        """The epochs whose evaluation is done and whose row is written."""
         return self.epoch - 1
 
     def next_epoch(self) -> None:
@@ -159,6 +160,8 @@ class RunState:
 
     @classmethod
     def from_state_dict(cls, state: dict, device: str = "cpu") -> RunState:
+        """The run state of ``state_dict()``'s values, its running sums moved to ``device``
+        (raises ValueError on an unknown phase)."""
         def on_device(value):
             return value if isinstance(value, (int, float)) else backend.to_device(value,
                                                                                     device)
