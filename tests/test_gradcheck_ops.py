@@ -5,7 +5,7 @@ import pytest
 from op_registry import OPS
 
 import minires as mr
-from minires.tensor import Function
+from minires.autograd import Function
 
 
 @pytest.mark.parametrize("op", OPS, ids=[op.name for op in OPS])

@@ -478,7 +478,7 @@ def main(argv=None) -> int:
                                      "`minires grade`)")
     parser.add_argument("--ops", required=True, help="comma-separated op names")
     parser.add_argument("--project", required=True)
-    parser.add_argument("--gradcheck", default=None, help="path of gradcheck.py to use")
+    parser.add_argument("--gradcheck", default=None, help="path of gradient_check.py to use")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
     report = run(set(args.ops.split(",")), os.path.abspath(args.project), args.gradcheck)

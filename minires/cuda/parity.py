@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy
 
 from .. import backend
-from ..ops.conv import col2im, im2col, output_size
+from ..ops.conv import col2im, im2col
+from ..ops.geometry import output_size
 from ..ops.loss import cross_entropy_forward
 from ..ops.norm import batch_norm_backward
 from ..ops.pool import max_pool2d_backward, max_pool2d_forward
@@ -120,7 +121,7 @@ def _batch_norm_case(shape, training):
         param = (1, shape[1]) + (1,) * (len(shape) - 2)
         scale = rng.uniform(0.5, 2, param)
         return (_normal(xp, dtype, rng, *shape), xp.asarray(xhat.astype(dtype)),
-                xp.asarray(scale.astype(dtype)), axes, training)
+                xp.asarray(scale.astype(dtype)), training)
     label = "x".join(map(str, shape)) + ("-train" if training else "-eval")
     return Case("batch_norm_backward", label, make)
 

@@ -27,7 +27,7 @@ import zlib
 import numpy
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .download import DatasetError, download_url, extract_tar_folder, verify_file
 from .transforms import ToFloat
 

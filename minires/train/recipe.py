@@ -31,7 +31,8 @@ import os
 
 import numpy
 
-from .. import backend, no_grad
+from .. import backend
+from ..autograd import no_grad
 from ..data import DataLoader, TensorDataset, get_dataset
 from ..models import get_model, list_models
 from ..optim import SGD, Adam, AdamW, lr_scheduler
