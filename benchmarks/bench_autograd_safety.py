@@ -33,33 +33,37 @@ import minires.nn.functional as F
 from minires.models import get_model
 from minires.optim import SGD
 
-# the module (``minires.tensor`` is also the name of the factory function)
-engine = importlib.import_module("minires.tensor")
+GUARDS = ("read_only", "record_saved_versions", "share_version_with_views",
+          "check_saved_versions")
+# where the engine looks the guards up: minires.autograd imports them by name, and
+# autograd_safety.call_backward reads gy through its own read_only
+PLACES = [(module, name)
+          for module in (importlib.import_module("minires.autograd"),
+                         importlib.import_module("minires.autograd_safety"))
+          for name in GUARDS if name in vars(module)]
 
 
 @contextlib.contextmanager
-def guards_off():
-    """The engine without read-only views and version counters (for this comparison)."""
-    saved = {name: getattr(engine, name) for name in GUARDS}
-    engine.read_only = lambda array: array
-    for name in ("record_saved_versions", "share_version_with_views", "check_saved_versions"):
-        setattr(engine, name, lambda *args: None)
+def replaced(make):
+    """Every guard replaced by ``make(name, original)`` inside the block."""
+    originals = [(module, name, getattr(module, name)) for module, name in PLACES]
+    for module, name, fn in originals:
+        setattr(module, name, make(name, fn))
     try:
         yield
     finally:
-        for name, fn in saved.items():
-            setattr(engine, name, fn)
+        for module, name, fn in originals:
+            setattr(module, name, fn)
 
 
-GUARDS = ("read_only", "record_saved_versions", "share_version_with_views",
-          "check_saved_versions")
+def guards_off():
+    """The engine without read-only views and version counters (for this comparison)."""
+    return replaced(lambda name, fn: (lambda array: array) if name == "read_only"
+                    else (lambda *args: None))
 
 
-@contextlib.contextmanager
 def timing_guards(calls: dict, seconds: dict):
     """Count the calls of each guard in the steps run inside, and the time spent in them."""
-    originals = {name: getattr(engine, name) for name in GUARDS}
-
     def timed(name, fn):
         def wrapper(*args):
             start = time.perf_counter()
@@ -70,13 +74,7 @@ def timing_guards(calls: dict, seconds: dict):
                 calls[name] += 1
         return wrapper
 
-    for name, fn in originals.items():
-        setattr(engine, name, timed(name, fn))
-    try:
-        yield
-    finally:
-        for name, fn in originals.items():
-            setattr(engine, name, fn)
+    return replaced(timed)
 
 
 def reachable_bytes(root, skip) -> int:

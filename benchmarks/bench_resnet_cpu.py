@@ -46,7 +46,7 @@ from timing import (
 
 import minires as mr
 import minires.nn.functional as F
-from minires import backend
+from minires import cpu_threads
 from minires.models import get_model
 from minires.ops import channel_major
 from minires.optim import SGD
@@ -126,16 +126,16 @@ def torch_step(model_name: str, x, y):
 def variant(step, fast: bool, threads: int | None):
     """``step`` run on minires's fast path or plain path, with the CPU fast path's own
     threads (None: the default number) or ``threads`` of them; restores both."""
-    default = backend._cpu_threads
+    default = cpu_threads._cpu_threads
 
     def run():
         channel_major.use_fast_path(fast)
-        backend.set_cpu_threads(default if threads is None else threads)
+        cpu_threads.set_cpu_threads(default if threads is None else threads)
         try:
             step()
         finally:
             channel_major.use_fast_path(True)
-            backend.set_cpu_threads(default)
+            cpu_threads.set_cpu_threads(default)
 
     return run
 

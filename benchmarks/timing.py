@@ -165,7 +165,7 @@ def minires_op_profile(table: dict):
     ``table`` ({'Conv2d.forward': seconds, ...}) while the block runs.
 
     Wraps the static methods of every registered Function and restores them after."""
-    from minires.tensor import Function
+    from minires.autograd import Function
 
     saved = []
 

@@ -20,26 +20,22 @@ from . import (  # noqa: F401
     ops,
     optim,
 )
+from .autograd import Function, enable_grad, is_grad_enabled, no_grad
 from .backend import (
     cuda,  # mr.cuda.is_available(), as torch.cuda
-    get_float32_matmul_precision,
     manual_seed,
-    set_float32_matmul_precision,
     use_kernels,
 )
-from .gradcheck import GradcheckError, gradcheck
+from .gradient_check import GradcheckError, gradcheck
 from .ops import amax, cat, exp, log, matmul, max, mean, sqrt, sum
+from .precision import get_float32_matmul_precision, set_float32_matmul_precision
 from .safetensors_io import load_safetensors, save_safetensors
 from .serialization import CheckpointError, load, save
-from .tensor import (
-    Function,
+from .tensors import (
     Tensor,
     arange,
     as_tensor,
-    enable_grad,
     full,
-    is_grad_enabled,
-    no_grad,
     ones,
     ones_like,
     rand,

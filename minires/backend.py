@@ -10,11 +10,9 @@ array-level helper without a single ``if gpu:`` in the ops.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
+import importlib
 import os
-import queue
-import threading
 import zlib
 
 import numpy
@@ -172,89 +170,6 @@ def host_floats(*scalars) -> list:
     xp = array_module(*scalars)
     return [float(v) for v in to_numpy(xp.stack([xp.asarray(v, dtype=xp.float64)
                                                   for v in scalars]))]
-
-
-# ------------------------------------------------------------- matmul precision
-# NVIDIA GPUs of compute capability 8.0 and later (A100, H100) multiply float32 matrices
-# several times faster on their tensor cores in TF32 ("TensorFloat-32"): each input keeps
-# float32's 8 exponent bits but only 10 of its 23 mantissa bits, and the products are
-# summed in float32. As in PyTorch this is off by default, and it touches float32 matrix
-# multiplies only (matmul, linear, conv2d's GEMMs), never float64 and never the sums of
-# BatchNorm or the losses. Every such multiply in minires.ops goes through ``matmul``.
-#
-# Where cuBLAS cannot do it (NumPy arrays, older GPUs) minires rounds both inputs itself
-# and multiplies them in float32: the same loss of precision without the speed-up, so
-# its effect on accuracy can be studied on any machine.
-
-# mantissa bits each float32 input keeps, by the names of torch.set_float32_matmul_precision
-MATMUL_PRECISIONS = {
-    "highest": 23,  # float32: nothing is rounded
-    "high": 10,     # TF32
-    "medium": 7,    # bfloat16 (on the GPU: rounded by minires, then multiplied in TF32)
-}
-_matmul_precision = "highest"
-
-
-def set_float32_matmul_precision(precision: str) -> None:
-    """How float32 matrix multiplies round their inputs: 'highest' (float32, the
-    default), 'high' (TF32) or 'medium' (bfloat16), as ``torch.set_float32_matmul_precision``."""
-    global _matmul_precision
-    if precision not in MATMUL_PRECISIONS:
-        raise ValueError(f"set_float32_matmul_precision: expected one of "
-                         f"{', '.join(map(repr, MATMUL_PRECISIONS))}, got {precision!r}")
-    _matmul_precision = precision
-
-
-def get_float32_matmul_precision() -> str:
-    """The precision of float32 matrix multiplies: 'highest', 'high' or 'medium'
-    (see ``set_float32_matmul_precision``)."""
-    return _matmul_precision
-
-
-def round_mantissa(array, bits: int):
-    """float32 ``array`` rounded to the nearest values with only ``bits`` mantissa bits,
-    ties away from zero (like PTX's ``cvt.rna.tf32.f32``), still float32: what a TF32
-    (10 bits) or bfloat16 (7 bits) input keeps of each number."""
-    xp = array_module(array)
-    if array.dtype != numpy.float32:
-        raise TypeError(f"round_mantissa: expected a float32 array, got {array.dtype}")
-    drop = 23 - bits  # low mantissa bits to clear
-    # on the bits, sign apart: add half of the last kept bit, then clear the dropped
-    # bits; a carry into the exponent is the right way to round up (1.11..1 -> 10.0)
-    rounded = xp.ascontiguousarray(array).view(xp.uint32) + numpy.uint32(1 << (drop - 1))
-    rounded &= numpy.uint32((0xFFFFFFFF >> drop) << drop)
-    rounded = rounded.view(xp.float32)
-    # a NaN's payload could carry into infinity or the sign bit: NaNs stay as they are
-    xp.copyto(rounded, array, where=xp.isnan(array))
-    return rounded
-
-
-@functools.lru_cache(maxsize=None)
-def _tf32_tensor_cores(device_id: int) -> bool:
-    return int(cupy.cuda.Device(device_id).compute_capability) >= 80
-
-
-def _cublas_tf32_matmul(a, b):
-    """``a @ b`` with cuBLAS in TF32 mode, CuPy's float32 setting restored afterwards."""
-    linalg = cupy._core._routines_linalg
-    previous = linalg.get_compute_type(numpy.float32)
-    linalg.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32)
-    try:
-        return a @ b
-    finally:
-        linalg.set_compute_type(numpy.float32, previous)
-
-
-def matmul(a, b):
-    """``a @ b`` for arrays, at the float32 matmul precision (see above)."""
-    bits = MATMUL_PRECISIONS[_matmul_precision]
-    if bits == 23 or a.dtype != numpy.float32 or b.dtype != numpy.float32:
-        return a @ b
-    if is_cupy_array(a) and _tf32_tensor_cores(a.device.id):
-        if bits < 10:  # bfloat16 values are exact in TF32: round, then use the tensor cores
-            a, b = round_mantissa(a, bits), round_mantissa(b, bits)
-        return _cublas_tf32_matmul(a, b)
-    return round_mantissa(a, bits) @ round_mantissa(b, bits)
 
 
 # --------------------------------------------------------------------- value checks
@@ -522,127 +437,29 @@ def prefers_channel_major(xp) -> bool:
     return xp is numpy
 
 
-# --------------------------------------------------------------------------- CPU threads
-# NumPy runs its copies and elementwise passes on one core; OpenBLAS runs the matrix
-# multiplies on all of them, and after each multiply its worker threads spin for about
-# 0.1 s before they sleep, keeping a core busy with nothing. The fast path instead cuts
-# its work (im2col copies, multiplies, BatchNorm's passes) into one part per core and
-# runs the parts on a pool of its own threads, which sleep when idle, while OpenBLAS is
-# held to one thread. NumPy releases the GIL inside those calls, so the parts run at
-# the same time. On CuPy, or where OpenBLAS cannot be held to one thread (another BLAS,
-# no /proc), everything runs as one part: the plain sequential calls.
+def is_host_module(xp) -> bool:
+    """Whether arrays of ``xp`` live in host memory (NumPy), where the CPU threads of
+    ``minires.cpu_threads`` can work on them."""
+    return xp is numpy
 
 
-def _find_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS NumPy loaded, or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = [line.split()[-1] for line in f if "openblas" in line and ".so" in line]
-    except OSError:
-        return None
-    paths.sort(key=lambda p: "scipy_openblas" not in p)  # NumPy's own build first
-    for path in dict.fromkeys(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
-            try:
-                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}")
-                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}")
-            except AttributeError:
-                continue
-            setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
-            return setter, getter
-    return None
+# --------------------------------------------------------------------------- moved out
+# The float32 matmul precision (TF32, bfloat16) is minires.precision, the CPU thread
+# pool of the fast path minires.cpu_threads. Their public names stay reachable as
+# ``backend.<name>``, looked up on first use, so that backend imports nothing of minires.
+
+_MOVED = {
+    "MATMUL_PRECISIONS": "precision",
+    "get_float32_matmul_precision": "precision",
+    "set_float32_matmul_precision": "precision",
+    "matmul": "precision",
+    "round_mantissa": "precision",
+    "set_cpu_threads": "cpu_threads",
+    "parallel_rows": "cpu_threads",
+}
 
 
-def _default_cpu_threads() -> int:
-    if "MINIRES_CPU_THREADS" in os.environ:
-        return max(1, int(os.environ["MINIRES_CPU_THREADS"]))
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-_cpu_threads = min(8, _default_cpu_threads())
-_openblas = None  # found on first use
-_pool = None  # (pid, task queue), started on first use
-_in_worker = threading.local()
-
-
-def set_cpu_threads(n: int) -> None:
-    """How many parts the CPU fast path cuts its work into (1: no threads of its own).
-    Defaults to the number of usable cores (at most 8), or ``MINIRES_CPU_THREADS``."""
-    global _cpu_threads
-    _cpu_threads = max(1, int(n))
-
-
-def cpu_threads(xp) -> int:
-    """Parts worth cutting work on arrays of ``xp`` into: 1 on CuPy, or when OpenBLAS
-    cannot be held to one thread meanwhile."""
-    global _openblas
-    if xp is not numpy or _cpu_threads == 1 or getattr(_in_worker, "active", False):
-        return 1
-    if _openblas is None:
-        _openblas = _find_openblas() or False
-    return _cpu_threads if _openblas else 1
-
-
-def _worker(tasks) -> None:
-    _in_worker.active = True
-    while True:
-        fn, done, errors = tasks.get()
-        try:
-            fn()
-        except BaseException as error:  # handed to the caller, which raises it
-            errors.append(error)
-        finally:
-            done.release()
-
-
-def _tasks():
-    """The pool's task queue: started on first use, again in a forked child (which has
-    no threads but the caller) or when more threads were asked for since."""
-    global _pool
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] < _cpu_threads - 1:
-        tasks = queue.SimpleQueue()
-        for _ in range(_cpu_threads - 1):
-            threading.Thread(target=_worker, args=(tasks,), daemon=True,
-                             name="minires-cpu").start()
-        _pool = (os.getpid(), _cpu_threads - 1, tasks)
-    return _pool[2]
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    setter, getter = _openblas
-    previous = getter()
-    setter(1)
-    try:
-        yield
-    finally:
-        setter(previous)
-
-
-def parallel_rows(xp, n: int, fn) -> None:
-    """Call ``fn(start, stop)`` over ``range(n)`` cut into ``cpu_threads(xp)`` parts, at
-    the same time on the CPU's pool (OpenBLAS held to one thread meanwhile), as one
-    call ``fn(0, n)`` on CuPy. The parts must write disjoint memory."""
-    parts = min(cpu_threads(xp), n)
-    if parts <= 1:
-        fn(0, n)
-        return
-    bounds = [n * k // parts for k in range(parts + 1)]
-    done, errors, tasks = threading.Semaphore(0), [], _tasks()
-    with _one_blas_thread():
-        for k in range(1, parts):
-            tasks.put((functools.partial(fn, bounds[k], bounds[k + 1]), done, errors))
-        try:
-            fn(bounds[0], bounds[1])
-        finally:
-            for _ in range(1, parts):
-                done.acquire()
-    if errors:
-        raise errors[0]
+def __getattr__(name: str):
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ import numpy
 from . import backend
 from .files import atomic_write
 from .serialization import CheckpointError
-from .tensor import Tensor
+from .tensors import Tensor
 
 # The NumPy dtypes safetensors stores, by the names its header uses.
 DTYPES = {

@@ -51,7 +51,8 @@ import numpy
 
 from . import backend
 from .files import atomic_write
-from .tensor import Tensor
+from .nn.parameter import Parameter  # a saved Parameter loads as one
+from .tensors import Tensor
 
 FORMAT = "minires.checkpoint"
 VERSION = 1
@@ -151,8 +152,6 @@ class _Encoder:
         if isinstance(obj, str):
             return {"type": "str", "value": obj}
         if isinstance(obj, Tensor):
-            from .nn.parameter import Parameter  # lazy: nn imports far more than we need
-
             return {"type": "tensor", "array": self._add_array(obj.data, where),
                     "requires_grad": bool(obj.requires_grad),
                     "parameter": isinstance(obj, Parameter)}
@@ -463,8 +462,6 @@ class _Decoder:
             self.fail(f"manifest node {node!r:.80} asks for gradients of an array of dtype "
                       f"{data.dtype}; only floating point tensors can require them")
         if parameter:
-            from .nn.parameter import Parameter
-
             return Parameter(data, requires_grad=requires_grad)
         return Tensor(data, requires_grad=requires_grad)
 

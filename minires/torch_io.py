@@ -28,7 +28,7 @@ import re
 
 from . import backend
 from .serialization import MAX_DEPTH, CheckpointError
-from .tensor import Tensor
+from .tensors import Tensor
 
 MIN_TORCH = (2, 10)
 

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import minires.cuda_kernels as mc  # noqa: E402
 from minires.cuda_kernels import _launch, host  # noqa: E402
-from minires.ops.conv import output_size  # noqa: E402
+from minires.ops.geometry import output_size  # noqa: E402
 from minires.opspec import kernels as parity  # noqa: E402
 
 INT32_MAX = _launch.INT32_MAX
@@ -123,7 +123,7 @@ def random_case(rng):
         scale = rng.uniform(0.5, 2, (1, shape[1]) + (1,) * len(spatial))
         training = bool(rng.random() < 0.5)
         return helper, (maybe_strided(rng, normal(rng, dtype, *shape)),
-                        maybe_strided(rng, xhat.astype(dtype)), scale.astype(dtype), axes,
+                        maybe_strided(rng, xhat.astype(dtype)), scale.astype(dtype),
                         training), dtype, f"{shape} {'train' if training else 'eval'}"
     N, C = int(rng.integers(1, 10)), int(rng.integers(1, 50))
     scale = float(rng.choice([0.1, 1.0, 30.0]))

@@ -12,8 +12,8 @@ import pytest
 import minires as mr
 import minires.nn as nn
 import minires.nn.functional as F
+from minires.autograd import Function
 from minires.optim import SGD, Adam
-from minires.tensor import Function
 
 # --------------------------------------------------------------------------- versions
 
@@ -322,3 +322,45 @@ def test_the_graph_can_still_be_walked_after_backward():
     assert loss.grad_fn.inputs[0].shape == (4, 2)
     with pytest.raises(RuntimeError, match="second time"):
         loss.backward()
+
+
+class _KeepsAttributes(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.mask, ctx.in_shape = x > 0, x.shape  # op state: an array and metadata
+        return x * ctx.mask
+
+    @staticmethod
+    def backward(ctx, gy):
+        # y = x where x > 0  =>  gx = gy where x > 0
+        return gy * ctx.mask
+
+
+@pytest.mark.parametrize("retain_graph", [False, True])
+def test_release_empties_the_ops_attributes_and_keeps_the_nodes_fields(retain_graph):
+    x = mr.randn(5, requires_grad=True)
+    y = _KeepsAttributes.apply(x)
+    node = y.grad_fn
+    assert set(vars(node)) == {"mask", "in_shape"}  # the op's namespace, nothing else
+    y.sum().backward(retain_graph=retain_graph)
+    np.testing.assert_array_equal(x.grad.numpy(), x.detach().numpy() > 0)
+    assert set(vars(node)) == (set() if not retain_graph else {"mask", "in_shape"})
+    assert node.function is _KeepsAttributes and node.needs_input_grad == (True,)
+    assert node.name() == "_KeepsAttributesBackward"
+
+
+@pytest.mark.parametrize("op", ["batch_norm", "batch_norm_act"])
+def test_batch_norm_counts_its_update_of_the_running_statistics(op):
+    from minires.ops.fused_norm import batch_norm_act
+
+    norm = F.batch_norm if op == "batch_norm" else batch_norm_act
+    x, mean, var = mr.randn(4, 3, 2, 2), mr.zeros(3), mr.ones(3)
+    norm(x, mean, var, training=True)
+    assert (mean._version, var._version) == (1, 1) and mean.numpy().any()
+    norm(x, mean, var, training=False)  # evaluation only reads them
+    assert (mean._version, var._version) == (1, 1)
+    learned = mr.zeros(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"forward updates an input of shape \(3,\) in "
+                                           r"place, but that input requires grad"):
+        norm(x, learned, var, training=True)
+    assert not learned.detach().numpy().any() and var._version == 1

@@ -9,11 +9,12 @@ import pytest
 
 import minires as mr
 from minires import backend
+from minires.autograd import Function
 from minires.ops.basic import Mul, sum_to
-from minires.ops.conv import Conv2d, output_size
+from minires.ops.conv import Conv2d
+from minires.ops.geometry import output_size, scatter_windows
 from minires.ops.norm import BatchNorm
-from minires.ops.pool import MaxPool2d, _scatter_windows
-from minires.tensor import Function
+from minires.ops.pool import MaxPool2d
 
 
 class MulForgetsGy(Function):
@@ -57,10 +58,11 @@ class BatchNormWithoutMeanTerm(Function):
     def backward(ctx, gy):
         xhat, scale = ctx.saved_tensors
         M = gy.size // xhat.shape[1]
-        gw = (gy * xhat).sum(axis=ctx.axes, keepdims=True)
-        gb = gy.sum(axis=ctx.axes, keepdims=True)
+        axes = (0,) + tuple(range(2, gy.ndim))  # every axis but the channel axis
+        gw = (gy * xhat).sum(axis=axes, keepdims=True)
+        gb = gy.sum(axis=axes, keepdims=True)
         gx = scale * (gy - xhat * gw / M)  # forgot "- gb / M": the path through the mean
-        return gx, gw.reshape(-1), gb.reshape(-1)
+        return gx, gw.reshape(-1), gb.reshape(-1), None, None
 
 
 class BatchNormWithoutVarianceTerm(Function):
@@ -70,10 +72,11 @@ class BatchNormWithoutVarianceTerm(Function):
     def backward(ctx, gy):
         xhat, scale = ctx.saved_tensors
         M = gy.size // xhat.shape[1]
-        gw = (gy * xhat).sum(axis=ctx.axes, keepdims=True)
-        gb = gy.sum(axis=ctx.axes, keepdims=True)
+        axes = (0,) + tuple(range(2, gy.ndim))  # every axis but the channel axis
+        gw = (gy * xhat).sum(axis=axes, keepdims=True)
+        gb = gy.sum(axis=axes, keepdims=True)
         gx = scale * (gy - gb / M)  # forgot the path through the variance
-        return gx, gw.reshape(-1), gb.reshape(-1)
+        return gx, gw.reshape(-1), gb.reshape(-1), None, None
 
 
 class SoftmaxIgnoringGy(Function):
@@ -118,7 +121,7 @@ class ConvCol2imOverwrites(Function):
                 # "=" instead of "+=": overlapping patches overwrite each other
                 gx[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] = cols[:, i, j]
         gx = gx[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
-        return gx, (gy2 @ col.T).reshape(w.shape)
+        return gx, (gy2 @ col.T).reshape(w.shape), None  # no bias
 
 
 class MaxPoolRoutesToFirst(Function):
@@ -128,8 +131,8 @@ class MaxPoolRoutesToFirst(Function):
     def backward(ctx, gy):
         KH, KW, stride, padding = ctx.geometry
         # sends the gradient to the window's first element instead of its maximum
-        return _scatter_windows(np, ctx.x_shape, KH, KW, stride, padding,
-                                lambda i, j: gy * (i == 0 and j == 0))
+        return scatter_windows(np, ctx.x_shape, KH, KW, stride, padding,
+                               lambda i, j: gy * (i == 0 and j == 0))
 
 
 class CrossEntropyForgetsMean(Function):
@@ -152,8 +155,8 @@ def t64(rng, *shape):
 
 
 def bn(cls):
-    return lambda x, w, b: cls.apply(x, w, b, running_mean=None, running_var=None,
-                                     training=True, momentum=0.1, eps=1e-5)
+    return lambda x, w, b: cls.apply(x, w, b, None, None, training=True, momentum=0.1,
+                                     eps=1e-5)
 
 
 TARGET = np.array([1, 0, 3, 2])
@@ -169,7 +172,8 @@ ZOO = {
     "softmax_ignoring_gy": (lambda x: SoftmaxIgnoringGy.apply(x), [(3, 5)]),
     "relu_passes_everything": (lambda x: ReluPassesEverything.apply(x), [(3, 5)]),
     "conv_col2im_overwrites": (lambda x, w: ConvCol2imOverwrites.apply(
-        x, w, stride=(1, 1), padding=(1, 1), dilation=(1, 1)), [(1, 2, 4, 4), (2, 2, 3, 3)]),
+        x, w, None, stride=(1, 1), padding=(1, 1), dilation=(1, 1)),
+        [(1, 2, 4, 4), (2, 2, 3, 3)]),
     "max_pool_routes_to_first": (lambda x: MaxPoolRoutesToFirst.apply(
         x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)), [(1, 2, 4, 4)]),
     "cross_entropy_forgets_mean": (lambda x: CrossEntropyForgetsMean.apply(x, target=TARGET),

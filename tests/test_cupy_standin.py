@@ -217,7 +217,7 @@ def test_host_reads_are_recorded_with_the_minires_line(standin, cp):
         repr(t)
         (t * 2).sum()  # stays on the device
     assert [e.what for e in events] == ["ndarray.item", "ndarray.get", "ndarray.get"]
-    assert all(e.site.startswith("minires/tensor.py:") for e in events), events
+    assert all(e.site.startswith("minires/tensors.py:") for e in events), events
     with standin.syncs.recording() as events:
         t.data[t.data > 1]  # a boolean mask: CuPy reads how many are true
         cp.cuda.Device().synchronize()

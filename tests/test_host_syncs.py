@@ -145,4 +145,4 @@ def test_a_read_inside_a_step_is_caught_with_its_minires_line(syncs, monkeypatch
     for events, _ in steps:
         # Tensor.item() reads the value checks that are pending, then the value
         assert [e.what for e in events] == ["ndarray.get", "ndarray.item"], events
-        assert all(e.site.startswith("minires/tensor.py:") for e in events), events
+        assert all(e.site.startswith("minires/tensors.py:") for e in events), events

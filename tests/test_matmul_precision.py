@@ -1,7 +1,7 @@
 """mr.set_float32_matmul_precision: TF32 and bfloat16 inputs for float32 matrix multiplies.
 
 On the GPU cuBLAS rounds the inputs in its tensor cores; elsewhere minires rounds them
-itself (backend.round_mantissa). Either way a reduced precision must show an error of
+itself (precision.round_mantissa). Either way a reduced precision must show an error of
 the size its mantissa allows, and must leave float64 and the default alone.
 """
 
@@ -10,7 +10,7 @@ import pytest
 
 import minires as mr
 import minires.nn.functional as F
-from minires import backend
+from minires import backend, precision
 from minires.train import run_training
 
 # mantissa bits kept -> the largest relative rounding error of one input, 2**-(bits+1)
@@ -46,7 +46,7 @@ def test_the_default_is_float32_and_changes_nothing():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((33, 17)).astype(np.float32)
     b = rng.standard_normal((17, 9)).astype(np.float32)
-    np.testing.assert_array_equal(backend.matmul(a, b), a @ b)
+    np.testing.assert_array_equal(precision.matmul(a, b), a @ b)
 
 
 def test_an_unknown_precision_is_refused_by_name():
@@ -60,29 +60,29 @@ def test_round_mantissa_rounds_to_nearest_and_halves_away_from_zero():
     x = np.array([1 + one_ulp / 2 - 2.0**-20, 1 + one_ulp / 2, 1 + 1.5 * one_ulp,
                   -(1 + one_ulp / 2), 2 - one_ulp / 4], dtype=np.float32)
     expected = [1.0, 1 + one_ulp, 1 + 2 * one_ulp, -(1 + one_ulp), 2.0]
-    np.testing.assert_array_equal(backend.round_mantissa(x, 10), expected)
+    np.testing.assert_array_equal(precision.round_mantissa(x, 10), expected)
 
 
 @pytest.mark.parametrize("bits", [10, 7])
 def test_round_mantissa_keeps_bits_and_bounds_the_error(bits):
     x = np.random.default_rng(2).standard_normal(20_000).astype(np.float32) * 1e3
-    r = backend.round_mantissa(x, bits)
+    r = precision.round_mantissa(x, bits)
     assert r.dtype == np.float32
     assert not (r.view(np.uint32) & np.uint32((1 << (23 - bits)) - 1)).any()
     error = np.abs(r.astype(np.float64) - x) / np.abs(x)
     assert error.max() <= 2.0 ** -(bits + 1)
     assert error.max() > 0.9 * 2.0 ** -(bits + 1)  # it does round, by up to half a step
-    np.testing.assert_array_equal(backend.round_mantissa(-x, bits), -r)
+    np.testing.assert_array_equal(precision.round_mantissa(-x, bits), -r)
 
 
 def test_round_mantissa_keeps_special_values():
     special = np.array([np.inf, -np.inf, 0.0, -0.0, np.nan], dtype=np.float32)
     nan_with_full_payload = np.array([0x7FFFFFFF], dtype=np.uint32).view(np.float32)
-    r = backend.round_mantissa(np.concatenate([special, nan_with_full_payload]), 10)
+    r = precision.round_mantissa(np.concatenate([special, nan_with_full_payload]), 10)
     np.testing.assert_array_equal(r[:4], special[:4])
     assert np.signbit(r[3]) and np.isnan(r[4:]).all()
     with pytest.raises(TypeError, match="round_mantissa.*float64"):
-        backend.round_mantissa(np.ones(3), 10)
+        precision.round_mantissa(np.ones(3), 10)
 
 
 @pytest.mark.parametrize("precision", ["high", "medium"])
@@ -104,7 +104,7 @@ def test_reduced_precision_conv2d_errors_are_the_size_of_its_mantissa(device, pr
 def test_on_the_cpu_reduced_precision_is_float32_math_on_rounded_inputs():
     x, w = conv_data(4)
     gy = np.random.default_rng(5).standard_normal((4, 16, 10, 10))
-    rounded = [backend.round_mantissa(a.astype(np.float32), 10).astype(np.float64)
+    rounded = [precision.round_mantissa(a.astype(np.float32), 10).astype(np.float64)
                for a in (x, w)]
     mr.set_float32_matmul_precision("high")
     reduced = conv_forward_and_grads(x, w, gy, "cpu", np.float32)
@@ -167,10 +167,10 @@ def test_the_cublas_tf32_switch_is_restored_even_when_the_multiply_fails(monkeyp
     monkeypatch.setattr(backend, "cupy", SimpleNamespace(_core=SimpleNamespace(
         _routines_linalg=linalg)))
     a = np.ones((2, 3), dtype=np.float32).view(Spy)
-    np.testing.assert_array_equal(backend._cublas_tf32_matmul(a, np.ones((3, 4))), 3.0)
+    np.testing.assert_array_equal(precision._cublas_tf32_matmul(a, np.ones((3, 4))), 3.0)
     assert log == ["tf32", "multiply in tf32", "default"]
     with pytest.raises(ValueError):
-        backend._cublas_tf32_matmul(a, np.ones((4, 4)))
+        precision._cublas_tf32_matmul(a, np.ones((4, 4)))
     assert linalg.current == "default"
 
 
@@ -188,16 +188,28 @@ def test_cupy_keeps_its_own_float32_setting():
 
 def test_training_uses_the_precision_and_restores_it(tmp_path, monkeypatch):
     seen = []
-    original = backend.matmul
+    original = precision.matmul
 
     def spy(a, b):
-        seen.append(backend.get_float32_matmul_precision())
+        seen.append(precision.get_float32_matmul_precision())
         return original(a, b)
 
-    monkeypatch.setattr(backend, "matmul", spy)
+    monkeypatch.setattr(precision, "matmul", spy)
     result = run_training(model="resnet20", dataset="cifar10-sample", limit_train=32,
                           batch_size=16, epochs=1, matmul_precision="high", progress=False,
                           out=str(tmp_path))
     assert seen and set(seen) == {"high"}
     assert mr.get_float32_matmul_precision() == "highest"
     assert np.isfinite(result["history"][-1]["train_loss"])
+
+
+def test_the_backend_still_answers_to_the_names_that_moved_out():
+    from minires import cpu_threads
+
+    assert backend.set_float32_matmul_precision is precision.set_float32_matmul_precision
+    assert backend.get_float32_matmul_precision is mr.get_float32_matmul_precision
+    assert backend.MATMUL_PRECISIONS is precision.MATMUL_PRECISIONS
+    assert backend.round_mantissa is precision.round_mantissa
+    assert backend.parallel_rows is cpu_threads.parallel_rows
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        backend.no_such_name  # noqa: B018

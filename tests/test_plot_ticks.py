@@ -4,28 +4,27 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy
+import pytest
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy  # noqa: E402
-import pytest  # noqa: E402
-
-from minires.inspect.plots import plot_depth_profiles, plot_error_curves, plot_heatmap  # noqa: E402
-from minires.inspect.profile import History, Profile  # noqa: E402
-from minires.train.plots import plot_curves  # noqa: E402
+from minires.inspect.plots import plot_depth_profiles, plot_error_curves, plot_heatmap
+from minires.inspect.profile import History, Profile
+from minires.train.plots import plot_curves
 
 
 @pytest.fixture
 def figures(monkeypatch):
-    """The figures the plotting functions draw, kept when they close them."""
+    """The figures the plotting functions draw, kept when they save them."""
     kept = []
-    close = plt.close
+    savefig = Figure.savefig
 
-    def keep(fig=None):
-        kept.append(fig)
-        close(fig)
+    def keep(fig, *args, **kwargs):
+        if fig not in kept:
+            kept.append(fig)
+        return savefig(fig, *args, **kwargs)
 
-    monkeypatch.setattr(plt, "close", keep)
+    monkeypatch.setattr(Figure, "savefig", keep)
     return kept
 
 
@@ -80,3 +79,16 @@ def test_depth_profile_has_whole_layer_ticks(tmp_path, figures):
     (fig,) = figures
     fig.canvas.draw()
     assert_whole(fig.axes[0].xaxis, "layer")
+
+
+def test_plotting_leaves_the_backend_of_a_notebook_alone(tmp_path, monkeypatch):
+    """The plots only write files; they must not switch matplotlib to Agg under a notebook
+    that called them (its inline figures would stop showing)."""
+    switched = []
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: switched.append(a))
+    plot_curves(HISTORY, tmp_path / "curves.png")
+    plot_error_curves({"plain-20": HISTORY}, tmp_path / "errors.png")
+    plot_heatmap(profiles(3, [0, 1, 2]), tmp_path / "heat")
+    assert not switched, f"a plotting function called matplotlib.use{switched[0]}"
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert (tmp_path / "heat.svg").stat().st_size > 0

@@ -84,6 +84,14 @@ EXPECTED = {
         "combined shard statistics equal the big batch's: mean True | variance True",
         "2-process run:",  # the comparison, or why it was skipped (no mpi4py/mpiexec)
     ],
+    "12_pretrained_resnet.py": [
+        "weights: ",  # torchvision's if they are in the cache, else the stand-in
+        "of 122 tensors; the classifier head 'fc' (2 tensors) starts fresh",
+        "fine-tuning: trains the head 'fc' only",
+        "loaded 122 of 122 tensors, the classifier head 'fc' too",
+        "parameter groups: [('head', 2, 0.01), ('backbone', 60, 0.001)]",
+        "fine-tuned (two stages,",
+    ],
 }
 
 

@@ -20,10 +20,10 @@
 # you will train a small neural network on a toy data set, using nothing but Python
 # floats.
 #
-# **Which minires file it re-derives.** `minires/tensor.py`: the `Tensor`, the graph
-# node `Context`, `_topological_order` and `run_backward`. minires does the same thing
-# on whole arrays instead of single numbers; at the end of this notebook we check that
-# both give the same gradients.
+# **Which minires file it re-derives.** `minires/autograd.py`: the graph node
+# `Context`, `_topological_order` and `run_backward` (the `Tensor` itself is in
+# `minires/tensors.py`). minires does the same thing on whole arrays instead of single
+# numbers; at the end of this notebook we check that both give the same gradients.
 #
 # You need: Python and a little NumPy. No calculus beyond "the derivative of x² is 2x"
 # and the chain rule, which we will use rather than prove.
@@ -258,7 +258,7 @@ b.backward()
 print(f"buggy engine:   d(a + a)/da = {a.grad}   <- wrong, should be 2")
 
 # %% [markdown]
-# minires has the same rule in `run_backward` (`minires/tensor.py`): gradients that
+# minires has the same rule in `run_backward` (`minires/autograd.py`): gradients that
 # reach a node along several paths are summed into a dictionary before the node's
 # `backward` runs, and `.grad` of a leaf *accumulates* across `backward()` calls,
 # which is why training loops call `zero_grad()`.
@@ -380,7 +380,7 @@ _common.show(fig, "01_moons")
 #
 # minires works on whole arrays: a `Tensor` is our `Value` with an array inside, and
 # each operation is a `Function` subclass whose `backward` is our `_backward` closure
-# (tutorial 02 writes one). The engine in `minires/tensor.py` is the loop above:
+# (tutorial 02 writes one). The engine in `minires/autograd.py` is the loop above:
 # `_topological_order` (iterative, like ours) and `run_backward` (which calls each
 # node's `backward` and sums gradients that meet). Let us run the neuron of section 3
 # through it and compare.
@@ -415,7 +415,7 @@ while node is not None:
 # 2. Build `x = Value(0.5)` and apply `y = y * 1.0001` 5,000 times. Does `backward()`
 #    still work? Now replace the iterative sort by the recursive one found in most
 #    tutorials (`def build(v): for c in v._prev: build(c); topo.append(v)`) and try
-#    again. What happens, and why does `minires/tensor.py` avoid recursion?
+#    again. What happens, and why does `minires/autograd.py` avoid recursion?
 # 3. Call `loss.backward()` twice in a row without resetting `.grad`. By how much are
 #    the gradients off? What does minires do on a second `backward()` through the same
 #    graph (try it: `out_t.backward()` again), and why?

@@ -19,7 +19,7 @@
 # subclass with its `forward` and `backward` side by side. Then a linear regression
 # trained with nothing but your ops.
 #
-# **Which minires files it re-derives.** `minires/tensor.py` (`Function`, `Context`,
+# **Which minires files it re-derives.** `minires/autograd.py` (`Function`, `Context`,
 # `Function.apply`) and `minires/ops/basic.py` (`Mul`, `Matmul` and `sum_to`, the
 # helper that makes broadcasting differentiable).
 #
@@ -34,8 +34,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import minires as mr
+from minires.autograd import Function
 from minires.ops.basic import sum_to as minires_sum_to
-from minires.tensor import Function
 
 mr.manual_seed(0)
 rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@
 # *random* upstream gradient. Then you will watch it catch wrong backward passes, the
 # kind everyone writes, including one that a naive checker lets through.
 #
-# **Which minires file it re-derives.** `minires/gradcheck.py`, the checker behind
+# **Which minires file it re-derives.** `minires/gradient_check.py`, the checker behind
 # `mr.gradcheck`, which the test suite runs on every op (`tests/test_gradcheck_ops.py`)
 # and whose own tests feed it deliberately wrong ops (`tests/test_bug_zoo.py`).
 #
@@ -34,7 +34,7 @@ import numpy as np
 
 import minires as mr
 import minires.nn.functional as F
-from minires.tensor import Function
+from minires.autograd import Function
 
 mr.manual_seed(0)
 rng = np.random.default_rng(0)

@@ -33,9 +33,9 @@ import numpy as np
 
 import minires as mr
 import minires.nn.functional as F
+from minires.autograd import Function
 from minires.data import CIFAR10
 from minires.ops import conv as minires_conv
-from minires.tensor import Function
 
 mr.manual_seed(0)
 rng = np.random.default_rng(0)

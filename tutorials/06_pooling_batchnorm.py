@@ -33,9 +33,9 @@ import numpy as np
 import minires as mr
 import minires.nn as nn
 import minires.nn.functional as F
+from minires.autograd import Function
 from minires.data import MNIST, DataLoader
 from minires.data import transforms as T
-from minires.tensor import Function
 from minires.train import evaluate
 
 mr.manual_seed(0)

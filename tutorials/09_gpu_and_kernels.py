@@ -42,8 +42,9 @@ import numpy as np
 import minires as mr
 import minires.cuda_kernels
 import minires.nn.functional as F
-from minires import backend
-from minires.ops.conv import im2col, output_size
+from minires import backend, precision
+from minires.ops.conv import im2col
+from minires.ops.geometry import output_size
 
 GPU = mr.cuda.is_available()
 cp = backend.cupy  # the cupy module, or None when CuPy is not installed
@@ -370,22 +371,22 @@ else:
 # capability 8.0 and later) multiply float32 matrices several times faster if each
 # input keeps only 10 of them, TF32, and the products are still summed in float32.
 # `mr.set_float32_matmul_precision("high")` allows it, as in PyTorch. Where there are no
-# tensor cores, minires rounds the inputs itself (`backend.round_mantissa`), so the
+# tensor cores, minires rounds the inputs itself (`precision.round_mantissa`), so the
 # cost in accuracy can be seen on any machine:
 
 # %%
 x = np.array([1.0, 1 + 2.0**-12, 1 + 2.0**-10, np.pi], dtype=np.float32)
 print("float32:", x.tolist())
-print("TF32:   ", backend.round_mantissa(x, 10).tolist())  # 1 + 2**-12 becomes 1.0
+print("TF32:   ", precision.round_mantissa(x, 10).tolist())  # 1 + 2**-12 becomes 1.0
 
 a64, b64 = rng.standard_normal((256, 512)), rng.standard_normal((512, 256))
 device = "cuda" if GPU else "cpu"
 a32, b32 = mr.tensor(a64.astype(np.float32), device=device), \
     mr.tensor(b64.astype(np.float32), device=device)
-for precision in ("highest", "high"):
-    mr.set_float32_matmul_precision(precision)
+for setting in ("highest", "high"):
+    mr.set_float32_matmul_precision(setting)
     error = np.abs((a32 @ b32).cpu().numpy() - a64 @ b64).max() / np.abs(a64 @ b64).max()
-    print(f"{precision:8s} ({'float32' if precision == 'highest' else 'TF32'}) "
+    print(f"{setting:8s} ({'float32' if setting == 'highest' else 'TF32'}) "
           f"on {device}: relative error {error:.1e}")
 mr.set_float32_matmul_precision("highest")  # the default again
 assert 1e-5 < error < 1e-3

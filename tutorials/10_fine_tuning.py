@@ -21,7 +21,7 @@
 # and train the new head alone. Both are compared with training from scratch on the
 # same few images.
 #
-# **Which minires files it re-derives.** `minires/train/recipe.py` (`init_from` and
+# **Which minires files it re-derives.** `minires/train/finetune.py` (`init_from` and
 # `classifier_name`: what `minires train --init-from CHECKPOINT --freeze` does),
 # `minires/serialization.py` (`mr.save`/`mr.load`), and `Module.state_dict`,
 # `load_state_dict(strict=False)` and `requires_grad_` in `minires/nn/module.py`.
@@ -39,7 +39,7 @@ import minires.nn.functional as F
 from minires.data import MNIST, DataLoader, TensorDataset
 from minires.data import transforms as T
 from minires.train import evaluate, save_checkpoint
-from minires.train.recipe import init_from
+from minires.train.finetune import init_from
 
 mr.manual_seed(0)
 rng = np.random.default_rng(0)
@@ -179,7 +179,7 @@ n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 print(f"trainable: {trainable} ({n_trainable:,} of {total:,} parameters)")
 
 # %% [markdown]
-# `minires.train.recipe.init_from(model, checkpoint, freeze)` does these steps for
+# `minires.train.finetune.init_from(model, checkpoint, freeze)` does these steps for
 # you: it finds the head as the model's last `Linear` layer (`classifier_name`), copies
 # every weight except the head's, and with `freeze=True` turns off every gradient but
 # the head's. The `minires train` command exposes it as `--init-from` and `--freeze`.
@@ -257,8 +257,10 @@ _common.show(fig, "10_fine_tuning")
 #
 # The same recipe works at scale: `minires train --model resnet20 --dataset cifar10
 # --init-from runs/pretrained/checkpoint.mr --freeze` starts from any checkpoint of the
-# same architecture, and always starts a new head: the old one belongs to the old task,
-# even when the number of classes is the same.
+# same architecture with a new head (the command keeps the old head only when the
+# checkpoint is a minires run on the very same classes). Tutorial 12 takes the next step:
+# a pretrained ResNet-18 fine-tuned on a folder of photographs, in two stages, through
+# the command.
 #
 # ## Exercises
 #

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..ops.conv import col2im as _col2im
 from ..ops.conv import im2col as _im2col
-from ..ops.conv import output_size
+from ..ops.geometry import output_size
 from ._launch import Source, int32, launch, supported, window_fits_int32
 
 SOURCE = Source(r"""

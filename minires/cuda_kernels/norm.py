@@ -36,14 +36,13 @@ __global__ void batch_norm_backward(const T* gy, const T* xhat, const T* scale,
 """, kernels=("batch_norm_backward",))
 
 
-def batch_norm_backward(xp, gy, xhat, scale, axes, training):
+def batch_norm_backward(xp, gy, xhat, scale, training):
     """CUDA version of ``minires.ops.norm.batch_norm_backward`` -> (gx, gw, gb)."""
-    channel_axes = (0,) + tuple(range(2, gy.ndim))  # the layout BatchNorm uses
     C = gy.shape[1] if gy.ndim >= 2 else 0
-    if (gy.ndim < 2 or gy.size == 0 or tuple(axes) != channel_axes
-            or xhat.shape != gy.shape or scale.size != C
+    if (gy.ndim < 2 or gy.size == 0 or xhat.shape != gy.shape or scale.size != C
             or not xhat.dtype == scale.dtype == gy.dtype or not supported(gy, xhat, scale)):
-        return _batch_norm_backward.reference(xp, gy, xhat, scale, axes, training)
+        return _batch_norm_backward.reference(xp, gy, xhat, scale, training)
+    axes = (0,) + tuple(range(2, gy.ndim))  # every axis but the channel axis 1
     gb = gy.sum(axis=axes, keepdims=True)  # (1, C, 1, 1): CuPy's reductions
     gw = (gy * xhat).sum(axis=axes, keepdims=True)
     M = gy.size // C  # values per channel

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy
 
-from ..ops.conv import output_size
+from ..ops.geometry import output_size
 from ..ops.pool import max_pool2d_backward as _max_pool2d_backward
 from ..ops.pool import max_pool2d_forward as _max_pool2d_forward
 from ._launch import Source, int32, launch, supported, window_fits_int32

@@ -44,6 +44,7 @@ from .transforms import (
     Normalize,
     RandomCrop,
     RandomHorizontalFlip,
+    RandomResizedCrop,
     Resize,
     ToFloat,
 )
@@ -51,7 +52,8 @@ from .transforms import (
 __all__ = [
     "CIFAR10", "CIFAR10_MEAN", "CIFAR10_STD", "CenterCrop", "Compose", "DataLoader",
     "Dataset", "DatasetError", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFolder", "MNIST",
-    "MNIST_MEAN", "MNIST_STD", "Normalize", "RandomCrop", "RandomHorizontalFlip", "Resize",
+    "MNIST_MEAN", "MNIST_STD", "Normalize", "RandomCrop", "RandomHorizontalFlip",
+    "RandomResizedCrop", "Resize",
     "TensorDataset", "ToFloat", "default_root", "download_url", "extract_tar_folder",
     "file_digest", "get_dataset", "md5sum", "read_cifar_batch", "read_idx", "transforms",
     "verify_file",

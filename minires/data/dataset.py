@@ -14,7 +14,7 @@ import os
 import numpy
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .download import DatasetError
 from .transforms import ToFloat
 

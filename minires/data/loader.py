@@ -47,7 +47,7 @@ import numbers
 import numpy
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .transforms import ToFloat
 
 

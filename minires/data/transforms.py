@@ -261,3 +261,109 @@ class CenterCrop:
 
     def __repr__(self) -> str:
         return f"CenterCrop(size={self.size})"
+
+
+def _crop_resize_matrix(xp, starts, lengths, in_size: int, out_size: int, antialias: bool,
+                        dtype):
+    """``(N, out_size, in_size)``: for image ``n``, the weights of ``Resize``'s filter that
+    take pixels ``starts[n] .. starts[n] + lengths[n] - 1`` to ``out_size`` pixels.
+
+    The rows of ``_resize_matrix`` for the crop, shifted to where the crop starts: pixels
+    outside it get no weight, and each row is normalised over the pixels inside, so a crop
+    resized here equals ``Resize`` applied to the cropped image.
+    """
+    starts = starts.astype(xp.float64)[:, None, None]  # (N, 1, 1)
+    lengths = lengths.astype(xp.float64)[:, None, None]
+    scale = lengths / out_size  # (N, 1, 1): input pixels per output pixel
+    support = xp.maximum(scale, 1.0) if antialias else xp.ones_like(scale)
+    centers = starts + (xp.arange(out_size, dtype=xp.float64)[None, :, None] + 0.5) * scale
+    inputs = xp.arange(in_size, dtype=xp.float64)[None, None, :] + 0.5  # (1, 1, in)
+    weights = xp.maximum(0.0, 1.0 - xp.abs(inputs - centers) / support)  # (N, out, in)
+    weights = weights * ((inputs > starts) & (inputs < starts + lengths))
+    # never an empty row: a pixel of the crop lies within half a pixel of every centre
+    return (weights / weights.sum(axis=2, keepdims=True)).astype(dtype)
+
+
+class RandomResizedCrop:
+    """A random part of each image, resized to ``size``: torchvision's ``RandomResizedCrop``
+    for a batch ``(N, C, H, W)``, the standard ImageNet training augmentation.
+
+    Per image, as torchvision draws it: an area of ``scale`` (a fraction of the image's,
+    uniform) and an aspect ratio width/height in ``ratio`` (log-uniform), rounded to whole
+    pixels and placed uniformly where it fits; after ten tries that do not fit, the centre
+    crop of the image with its aspect ratio clamped to ``ratio``. The crop is resized with
+    ``Resize``'s bilinear filter (antialiased when shrinking).
+
+    Vectorised: the ten tries of every image are drawn at once, and each image's crop and
+    resize is one ``(OH, H)`` and one ``(OW, W)`` weight matrix, so the batch is two
+    batched matrix products on its own device.
+    """
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias: bool = True):
+        self.size = _pair("RandomResizedCrop", size)
+        self.scale = tuple(float(s) for s in scale)
+        self.ratio = tuple(float(r) for r in ratio)
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"RandomResizedCrop: scale must be (low, high) with 0 < low <= "
+                             f"high <= 1, got {scale!r}")
+        if len(self.ratio) != 2 or not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"RandomResizedCrop: ratio must be (low, high) with 0 < low <= "
+                             f"high, got {ratio!r}")
+        self.antialias = bool(antialias)
+
+    def boxes(self, xp, N: int, H: int, W: int) -> tuple:
+        """Each image's crop ``(top, left, height, width)``: four int arrays ``(N,)``."""
+        gen = backend.generator(xp)
+        tries = 10
+        area = H * W * (self.scale[0] + (self.scale[1] - self.scale[0])
+                        * gen.random((N, tries)))  # (N, tries)
+        low, high = numpy.log(self.ratio[0]), numpy.log(self.ratio[1])
+        aspect = xp.exp(low + (high - low) * gen.random((N, tries)))
+        w = xp.rint(xp.sqrt(area * aspect)).astype(xp.int64)  # rint: Python's round()
+        h = xp.rint(xp.sqrt(area / aspect)).astype(xp.int64)
+        fits = (w > 0) & (w <= W) & (h > 0) & (h <= H)
+        first = fits.argmax(axis=1)  # (N,) the first try that fits
+        rows = xp.arange(N)
+        found = fits[rows, first]
+        # the fallback: the whole image, its aspect ratio clamped into ``ratio``
+        if W / H < self.ratio[0]:
+            fh, fw = int(round(W / self.ratio[0])), W
+        elif W / H > self.ratio[1]:
+            fh, fw = H, int(round(H * self.ratio[1]))
+        else:
+            fh, fw = H, W
+        h = xp.where(found, h[rows, first], fh)
+        w = xp.where(found, w[rows, first], fw)
+        # uniform over the places where the crop fits: torchvision's randint(0, H - h + 1)
+        top = xp.minimum(xp.floor(gen.random(N) * (H - h + 1)).astype(xp.int64), H - h)
+        left = xp.minimum(xp.floor(gen.random(N) * (W - w + 1)).astype(xp.int64), W - w)
+        top = xp.where(found, top, (H - h) // 2)
+        left = xp.where(found, left, (W - w) // 2)
+        return top, left, h, w
+
+    def __call__(self, x):
+        _check_batch("RandomResizedCrop", x)
+        xp = backend.array_module(x)
+        if not xp.issubdtype(x.dtype, xp.floating):
+            raise TypeError(f"RandomResizedCrop: expected float images, got {x.dtype}; scale "
+                            "them first with ToFloat() (the DataLoader does this itself)")
+        N, _, H, W = x.shape
+        top, left, h, w = self.boxes(xp, N, H, W)
+        return resized_crop(x, top, left, h, w, self.size, self.antialias)
+
+    def __repr__(self) -> str:
+        scale = tuple(round(s, 4) for s in self.scale)
+        ratio = tuple(round(r, 4) for r in self.ratio)
+        return f"RandomResizedCrop(size={self.size}, scale={scale}, ratio={ratio})"
+
+
+def resized_crop(x, top, left, height, width, size, antialias: bool = True):
+    """Crop image ``n`` of ``x`` to rows ``top[n] .. top[n] + height[n]`` and columns
+    ``left[n] .. left[n] + width[n]``, and resize it to ``size`` ``(OH, OW)``."""
+    xp = backend.array_module(x)
+    N, _, H, W = x.shape
+    OH, OW = size
+    rows = _crop_resize_matrix(xp, top, height, H, OH, antialias, x.dtype)  # (N, OH, H)
+    cols = _crop_resize_matrix(xp, left, width, W, OW, antialias, x.dtype)  # (N, OW, W)
+    # (N, 1, OH, H) @ (N, C, H, W) -> (N, C, OH, W); @ (N, 1, W, OW) -> (N, C, OH, OW)
+    return rows[:, None] @ x @ cols.transpose(0, 2, 1)[:, None]

@@ -53,8 +53,9 @@ import time
 import weakref
 
 from .. import backend
+from ..autograd import is_grad_enabled, no_grad
 from ..nn.module import Module
-from ..tensor import Tensor, is_grad_enabled, no_grad
+from ..tensors import Tensor
 from . import group as _group
 
 # The default size of a bucket, in MiB (bucket_cap_mb=None picks it by device).
@@ -255,7 +256,7 @@ class DistributedDataParallel(Module):
         while stack:  # iterative: a deep network would overflow a recursive walk
             node = stack.pop()
             for t in node.inputs:
-                if not t.requires_grad:
+                if t is None or not t.requires_grad:  # None: an optional input left out
                     continue
                 if t.grad_fn is None:
                     i = self._index.get(id(t))

@@ -25,7 +25,7 @@ import warnings
 import numpy
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensors import Tensor
 from . import faults
 from .comm import LocalComm, MPIComm, NcclComm, StagedComm, Work
 

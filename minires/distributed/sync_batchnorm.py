@@ -27,11 +27,12 @@ identity and SyncBatchNorm computes exactly what BatchNorm computes.
 
 from __future__ import annotations
 
-from .. import backend
+from ..autograd import Function
 from ..nn.module import Module
 from ..nn.norm import _BatchNorm
+from ..ops.arguments import check_channel_tensors
 from ..ops.norm import batch_norm, channel_sum
-from ..tensor import Function, Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from . import group as _group
 
 
@@ -41,7 +42,9 @@ class SyncBatchNormFunction(Function):
     all-reduce of the two gradient sums in backward."""
 
     @staticmethod
-    def forward(ctx, x, w, b, *, running_mean, running_var, momentum, eps, group):
+    def forward(ctx, x, w, b, running_mean, running_var, *, momentum, eps, group):
+        # w, b: (C,) or None (no affine); running_mean, running_var: (C,) or None,
+        # updated in place with the global statistics
         xp = ctx.xp
         C = x.shape[1]
         shape = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, 1) for images
@@ -62,17 +65,19 @@ class SyncBatchNormFunction(Function):
         mean = (counts * means).sum(axis=0) / N  # (C,)
         var = (qs.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)) / N
         if running_mean is not None:  # updated in place, as BatchNorm's buffers
+            ctx.mark_dirty(running_mean, running_var)
             running_mean *= 1 - momentum
             running_mean += momentum * mean
             running_var *= 1 - momentum
             running_var += (momentum * N / (N - 1)) * var  # unbiased, over the global batch
         inv_std = 1 / xp.sqrt(var.reshape(shape) + eps)
         xhat = (x - mean.reshape(shape)) * inv_std
-        w, b = w.reshape(shape), b.reshape(shape)  # (1, C, 1, 1)
-        ctx.save_for_backward(xhat, w * inv_std)
+        scale = inv_std if w is None else w.reshape(shape) * inv_std  # (1, C, 1, 1)
+        ctx.save_for_backward(xhat, scale)
         ctx.N, ctx.group, ctx.param_shape = N, group, (C,)
-        y = xhat * w
-        y += b
+        y = xhat.copy() if w is None else xhat * w.reshape(shape)  # xhat itself is saved
+        if b is not None:
+            y += b.reshape(shape)
         return y
 
     @staticmethod
@@ -92,7 +97,9 @@ class SyncBatchNormFunction(Function):
         gx += gb_all / ctx.N
         xp.subtract(gy, gx, out=gx)
         gx *= scale
-        return gx, gw.reshape(ctx.param_shape), gb.reshape(ctx.param_shape)
+        gw = gw.reshape(ctx.param_shape) if ctx.needs_input_grad[1] else None
+        gb = gb.reshape(ctx.param_shape) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None  # the running statistics get no gradient
 
 
 def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,
@@ -104,22 +111,10 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,
     if x.ndim < 2:
         raise ValueError(f"sync_batch_norm: expected an input of shape (N, C) or (N, C, ...), "
                          f"got shape {x.shape}")
-    C = x.shape[1]
-    xp = backend.array_module(x.data)
-    w = as_tensor(weight) if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
-    b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
-    arrays = []
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", w), ("bias", b)):
-        if t is not None and tuple(t.shape) != (C,):
-            raise ValueError(f"sync_batch_norm: {name} has shape {tuple(t.shape)} but the "
-                             f"input of shape {x.shape} has {C} channels")
-        if t is not None and t.dtype != x.dtype:
-            raise TypeError(f"sync_batch_norm: {name} has dtype {t.dtype} but the input has "
-                            f"{x.dtype}")
-        arrays.append(t.data if isinstance(t, Tensor) else t)
+    check_channel_tensors("sync_batch_norm", x, running_mean=running_mean,
+                          running_var=running_var, weight=weight, bias=bias)
     group = process_group or _group.default_group()
-    return SyncBatchNormFunction.apply(x, w, b, running_mean=arrays[0], running_var=arrays[1],
+    return SyncBatchNormFunction.apply(x, weight, bias, running_mean, running_var,
                                        momentum=momentum, eps=eps, group=group)
 
 

@@ -27,7 +27,7 @@ from ..data import DataLoader, TensorDataset, get_dataset
 from ..data import transforms as T
 from ..models import cifar_resnet, get_model, mlp, plain_cifar
 from ..optim import SGD
-from ..tensor import Tensor, randn
+from ..tensors import Tensor, randn
 from .flow import gradient_flow
 from .monitor import GradientMonitor
 from .plots import plot_depth_profiles, plot_error_curves, plot_heatmap

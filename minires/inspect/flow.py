@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy
 
-from .. import no_grad
+from ..autograd import no_grad
 from ..nn import functional as F
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .monitor import GradientMonitor
 from .profile import Profile
 

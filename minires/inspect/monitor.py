@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 
 from .. import backend, nn
-from ..tensor import is_grad_enabled
+from ..autograd import is_grad_enabled
 from .layers import resolve_layers
 from .profile import History, Profile
 

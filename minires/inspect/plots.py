@@ -27,13 +27,12 @@ _LABELS = {
 }
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    """A figure that only writes files: built without pyplot, so it needs no display and
+    never switches the backend of a notebook that calls these functions."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only: works on machines without a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def _integer_ticks(*axes) -> None:
@@ -58,7 +57,6 @@ def save_figure(fig, path, formats=("png", "svg"), dpi: int = 110) -> list:
     for f in files:
         # SVG without embedded dates, so regenerating a figure gives the same file
         fig.savefig(f, dpi=dpi, metadata={"Date": None} if f.endswith(".svg") else None)
-    _pyplot().close(fig)
     return files
 
 
@@ -66,8 +64,8 @@ def plot_depth_profiles(profiles: dict, path, stat: str = "act_grad_norm", title
                         relative_depth: bool = False, styles: dict | None = None) -> list:
     """``profiles``: {label: Profile}. One line per model: ``stat`` at each layer,
     input side on the left; log scale. ``relative_depth`` puts every model on 0..1."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig = _figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
     for label, profile in profiles.items():
         values = numpy.asarray(profile[stat], dtype=float)
         n = len(values)
@@ -94,12 +92,12 @@ def plot_heatmap(history, path, stat: str = "act_grad_norm", title: str = "",
     its last layer's value, so the colour shows how the gradient changes with depth."""
     from matplotlib.colors import LogNorm
 
-    plt = _pyplot()
     values = numpy.asarray(history[stat], dtype=float).T  # (layers, steps)
     if normalize:
         values = values / values[-1:, :]
     steps = history.steps
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig = _figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
     finite = values[numpy.isfinite(values) & (values > 0)] if log else values
     norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if log and finite.size else None
     image = ax.imshow(values, aspect="auto", origin="upper", cmap="viridis", norm=norm,
@@ -124,12 +122,13 @@ def plot_error_curves(panels: dict, path, title: str = "", x: str = "epoch") -> 
     """``panels``: {panel title: {run label: history}}, or {run label: history} for one
     panel. A history is a list of metric rows as ``fit`` returns (``train_acc``,
     ``test_acc`` and ``x``). Training error thin and dashed, test error bold."""
-    plt = _pyplot()
+    import matplotlib
+
     if panels and all(isinstance(v, list) for v in panels.values()):
         panels = {"": panels}
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), sharey=True,
-                             squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = _figure(figsize=(5.2 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (panel, runs) in zip(axes[0], panels.items()):
         for k, (label, history) in enumerate(runs.items()):
             xs = [row[x] for row in history]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import nn
 from ..nn import init
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .registry import register_model
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}

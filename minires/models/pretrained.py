@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy
 
 from ..serialization import CheckpointError, load
-from ..tensor import Tensor
+from ..tensors import Tensor
 
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 

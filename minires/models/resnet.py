@@ -29,7 +29,7 @@ from .. import nn
 from ..nn import functional as F
 from ..nn import init
 from ..ops import channel_major, flatten
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .registry import register_model
 
 

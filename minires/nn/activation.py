@@ -8,7 +8,7 @@ in the repr.
 
 from __future__ import annotations
 
-from ..tensor import Tensor
+from ..tensors import Tensor
 from . import functional as F
 from .module import Module
 

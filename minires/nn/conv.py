@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from ..ops import channel_major as cm
 from ..ops import fast_conv
-from ..ops.conv import pair
-from ..tensor import Tensor, as_tensor
+from ..ops.geometry import pair
+from ..tensors import Tensor, as_tensor
 from . import functional as F
 from . import init
-from .linear import _empty
 from .module import Module
+from .parameter import empty_parameter
 
 
 class Conv2d(Module):
@@ -41,9 +41,9 @@ class Conv2d(Module):
         self.padding = pair(padding, "padding", "Conv2d")
         self.dilation = pair(dilation, "dilation", "Conv2d")
         self.groups, self.padding_mode = groups, padding_mode
-        self.weight = _empty(out_channels, in_channels, *self.kernel_size)
+        self.weight = empty_parameter(out_channels, in_channels, *self.kernel_size)
         if bias:
-            self.bias = _empty(out_channels)
+            self.bias = empty_parameter(out_channels)
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()

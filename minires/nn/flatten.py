@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..ops import flatten
-from ..tensor import Tensor
+from ..tensors import Tensor
 from .module import Module
 
 

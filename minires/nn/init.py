@@ -19,7 +19,8 @@ import math
 import warnings
 
 from .. import backend
-from ..tensor import Tensor, increment_version
+from ..autograd_safety import increment_version
+from ..tensors import Tensor
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:

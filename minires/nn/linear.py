@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from .. import backend
-from ..tensor import Tensor
+from ..tensors import Tensor
 from . import functional as F
 from . import init
 from .module import Module
-from .parameter import Parameter
-
-
-def _empty(*shape) -> Parameter:
-    """An uninitialised float32 CPU parameter; ``reset_parameters`` fills it."""
-    xp = backend.array_module()  # numpy: modules are built on the CPU, then moved with to()
-    return Parameter(xp.empty(shape, dtype=xp.float32))
+from .parameter import empty_parameter
 
 
 class Identity(Module):
@@ -42,9 +35,9 @@ class Linear(Module):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"Linear: {name} must be a non-negative int, got {value!r}")
         self.in_features, self.out_features = in_features, out_features
-        self.weight = _empty(out_features, in_features)
+        self.weight = empty_parameter(out_features, in_features)
         if bias:
-            self.bias = _empty(out_features)
+            self.bias = empty_parameter(out_features)
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tensor import Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from . import functional as F
 from .module import Module
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from .. import backend
 from ..ops import channel_major as cm
 from ..ops.fused_norm import batch_norm_act
-from ..tensor import Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from . import functional as F
 from . import init
-from .linear import _empty
 from .module import Module
+from .parameter import empty_parameter
 
 
 class _BatchNorm(Module):
@@ -26,8 +26,8 @@ class _BatchNorm(Module):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
-            self.weight = _empty(num_features)
-            self.bias = _empty(num_features)
+            self.weight = empty_parameter(num_features)
+            self.bias = empty_parameter(num_features)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)

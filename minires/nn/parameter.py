@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..tensor import Tensor
+from .. import backend
+from ..tensors import Tensor
 
 
 class Parameter(Tensor):
@@ -13,3 +14,10 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+def empty_parameter(*shape) -> Parameter:
+    """An uninitialised float32 CPU parameter, which the layer's ``reset_parameters``
+    fills (modules are built on the CPU, then moved with ``to()``)."""
+    xp = backend.array_module()  # numpy
+    return Parameter(xp.empty(shape, dtype=xp.float32))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Function, Tensor, as_tensor
-from .shape import _axis
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
+from .arguments import normalize_dim
 
 
 class ReLU(Function):
@@ -152,14 +153,14 @@ def softmax(x, dim: int) -> Tensor:
     """``exp(x) / sum(exp(x))`` along ``dim``: each slice becomes
     probabilities that sum to 1 (computed stably, the maximum subtracted first)."""
     x = as_tensor(x)
-    return Softmax.apply(x, dim=_axis(dim, x.ndim, "softmax"))
+    return Softmax.apply(x, dim=normalize_dim(dim, x.ndim, "softmax"))
 
 
 def log_softmax(x, dim: int) -> Tensor:
     """``log(softmax(x))`` along ``dim``, computed stably: ``x - max -
     log(sum(exp(x - max)))``; with ``nll_loss`` it makes ``cross_entropy``."""
     x = as_tensor(x)
-    return LogSoftmax.apply(x, dim=_axis(dim, x.ndim, "log_softmax"))
+    return LogSoftmax.apply(x, dim=normalize_dim(dim, x.ndim, "log_softmax"))
 
 
 def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:

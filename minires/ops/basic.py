@@ -1,4 +1,4 @@
-"""Elementwise arithmetic, matmul, dtype and device moves.
+"""Elementwise arithmetic, matmul and ``linear``, dtype and device moves.
 
 Binary ops broadcast like NumPy; their backward sums the gradient back down to each
 input's shape (``sum_to``), which is the step most hand-written autograds forget.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numbers
 
-from .. import backend
-from ..tensor import Function, Tensor, as_tensor
+from .. import backend, precision
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
+from .shape import transpose
 
 
 def sum_to(xp, g, shape):
@@ -196,7 +198,7 @@ class Matmul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return backend.matmul(a, b)
+        return precision.matmul(a, b)
 
     @staticmethod
     def backward(ctx, gy):
@@ -215,10 +217,10 @@ class Matmul(Function):
         if b.ndim == 1:
             gy2 = xp.expand_dims(gy2, -1)  # (..., N, 1)
         if ctx.needs_input_grad[0]:
-            ga = backend.matmul(gy2, xp.swapaxes(b2, -1, -2))
+            ga = precision.matmul(gy2, xp.swapaxes(b2, -1, -2))
             ga = sum_to(xp, ga, a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            gb = backend.matmul(xp.swapaxes(a2, -1, -2), gy2)
+            gb = precision.matmul(xp.swapaxes(a2, -1, -2), gy2)
             gb = sum_to(xp, gb, b2.shape).reshape(b.shape)
         return ga, gb
 
@@ -322,6 +324,27 @@ def matmul(a, b) -> Tensor:
         raise TypeError(f"matmul: expected both arguments to have the same dtype, got "
                         f"{a.dtype} and {b.dtype}")
     return Matmul.apply(a, b)
+
+
+def linear(input, weight, bias=None) -> Tensor:
+    """``y = input @ weight^T + bias``: an (..., in_features) input -> (...,
+    out_features), with ``weight`` (out_features, in_features) and ``bias``
+    (out_features,) or None. A composite of matmul and add, with no backward of its own."""
+    x, w = as_tensor(input), as_tensor(weight)
+    if w.ndim != 2:
+        raise ValueError(f"linear: expected a 2-D weight (out_features, in_features), got shape "
+                         f"{w.shape}")
+    if x.ndim == 0 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input of shape {x.shape} has {x.shape[-1] if x.ndim else 0} "
+                         f"features but weight of shape {w.shape} expects {w.shape[1]}")
+    y = matmul(x, transpose(w, 0, 1))
+    if bias is not None:
+        b = as_tensor(bias)
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"linear: bias of shape {b.shape} does not match the {w.shape[0]} "
+                             f"outputs of weight {w.shape}")
+        y = add(y, b)
+    return y
 
 
 def cast(x, dtype) -> Tensor:

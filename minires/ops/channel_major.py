@@ -40,7 +40,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 
-from .. import backend
+from .. import backend, cpu_threads
 
 _enabled = os.environ.get("MINIRES_FAST_CPU", "1") != "0"
 
@@ -201,7 +201,7 @@ def copy_rows(xp, target, source) -> None:
     def copy(lo, hi):
         target[lo:hi] = source[lo:hi]
 
-    backend.parallel_rows(xp, target.shape[0], copy)
+    cpu_threads.parallel_rows(xp, target.shape[0], copy)
 
 
 # --------------------------------------------------------------------------- workspace

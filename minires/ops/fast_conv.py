@@ -21,10 +21,12 @@ scratch buffer that every layer shares (``channel_major.workspace``).
 
 from __future__ import annotations
 
-from .. import backend
-from ..tensor import Function, Tensor
+from .. import backend, cpu_threads, precision
+from ..autograd import Function
+from ..tensors import Tensor
 from . import channel_major as cm
-from .conv import check_conv_args, output_size, pair
+from .arguments import check_conv_args
+from .geometry import output_shape, pair
 
 
 def supports(kernel_size, stride, padding, dilation=1) -> bool:
@@ -43,15 +45,15 @@ def _is_same(K: int, stride: int, padding: int) -> bool:
 
 def _matmul_part(a, b, out):
     """``out[...] = a @ b``, written in place when no TF32/bfloat16 rounding is asked for."""
-    if backend.get_float32_matmul_precision() == "highest" or a.dtype.char != "f":
+    if precision.get_float32_matmul_precision() == "highest" or a.dtype.char != "f":
         backend.array_module(a).matmul(a, b, out=out)
     else:
-        out[...] = backend.matmul(a, b)
+        out[...] = precision.matmul(a, b)
 
 
 def _matmul_into(xp, a, b, out):
     """``out[...] = a @ b``, the columns cut into one part per CPU thread."""
-    backend.parallel_rows(xp, b.shape[1], lambda lo, hi: _matmul_part(a, b[:, lo:hi],
+    cpu_threads.parallel_rows(xp, b.shape[1], lambda lo, hi: _matmul_part(a, b[:, lo:hi],
                                                                       out[:, lo:hi]))
     return out
 
@@ -62,9 +64,9 @@ def _matmul_nt(xp, a, b):
     partial = {}
 
     def part(lo, hi):
-        partial[lo] = backend.matmul(a[:, lo:hi], b[:, lo:hi].T)  # (rows of a, rows of b)
+        partial[lo] = precision.matmul(a[:, lo:hi], b[:, lo:hi].T)  # (rows of a, rows of b)
 
-    backend.parallel_rows(xp, a.shape[1], part)
+    cpu_threads.parallel_rows(xp, a.shape[1], part)
     total = None
     for lo in sorted(partial):
         total = partial[lo] if total is None else total + partial[lo]
@@ -94,7 +96,7 @@ def im2col_same(xp, G, grid: cm.Grid, K: int):
         for k, d in enumerate(shifts):
             col[lo:hi, k, :] = G[lo:hi, start + d:start + d + span]  # one block per channel
 
-    backend.parallel_rows(xp, C, copy)
+    cpu_threads.parallel_rows(xp, C, copy)
     return col.reshape(C * K * K, span)  # (C*K*K, span)
 
 
@@ -128,18 +130,18 @@ def im2col_strided(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: 
     def copy(lo, hi):
         col[lo:hi] = patches[lo:hi]
 
-    backend.parallel_rows(xp, C, copy)
+    cpu_threads.parallel_rows(xp, C, copy)
     return col.reshape(C * K * K, grid.N * OH * OW)  # (C*K*K, N*OH*OW)
 
 
 class GridConv2d(Function):
     @staticmethod
-    def forward(ctx, x, w, *bias, stride, padding):
+    def forward(ctx, x, w, b, *, stride, padding):
         xp = ctx.xp
         F, C, K, _ = w.shape
         G, grid = cm.as_grid(xp, x)
         N, H, W = grid.N, grid.H, grid.W
-        OH, OW = output_size(H, K, stride, padding), output_size(W, K, stride, padding)
+        OH, OW = output_shape(H, W, (K, K), (stride, stride), (padding, padding))
         out = cm.Grid(N, OH, OW)
         w2 = w.reshape(F, C * K * K)  # (F, C*K*K)
         if _is_same(K, stride, padding):
@@ -150,8 +152,8 @@ class GridConv2d(Function):
             Y = cm.new_grid(xp, F, out, x.dtype)
             cm.copy_rows(xp, cm.pixels(Y, out), y.reshape(F, N, OH, OW))  # (F, N, OH, OW)
             cm.zero_pads(Y, out)
-        if bias:
-            Y += bias[0][:, None]
+        if b is not None:
+            Y += b[:, None]
             cm.zero_pads(Y, out)
         ctx.save_for_backward(G, w)
         ctx.grids, ctx.geometry = (grid, out), (K, stride, padding)
@@ -202,11 +204,10 @@ class GridConv2d(Function):
                             columns = slice(j, j + stride * (OW - 1) + 1, stride)
                             images[lo:hi, :, rows, columns] += gcol[lo:hi, i, j]  # (c, N, OH, OW)
 
-                backend.parallel_rows(xp, C, col2im)
+                cpu_threads.parallel_rows(xp, C, col2im)
                 gx = cm.grid_view(cm.zero_pads(GX, grid), grid)
-        if len(ctx.needs_input_grad) == 3:
-            return gx, gw, xp.einsum("fl->f", GY)  # the zeros between pixels add nothing
-        return gx, gw
+        gb = xp.einsum("fl->f", GY) if ctx.needs_input_grad[2] else None  # zeros add nothing
+        return gx, gw, gb
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0) -> Tensor:

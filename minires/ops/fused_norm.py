@@ -16,9 +16,11 @@ returns or sums over, so each result is again a valid padded input for a convolu
 
 from __future__ import annotations
 
-from .. import backend
-from ..tensor import Function, Tensor, _check_same_device, as_tensor
+from .. import cpu_threads
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
 from . import channel_major as cm
+from .arguments import check_batch_statistics, check_channel_tensors
 
 
 def _add_nchw(xp, G, grid: cm.Grid, r, lo: int, hi: int) -> None:
@@ -35,11 +37,13 @@ def _add_nchw(xp, G, grid: cm.Grid, r, lo: int, hi: int) -> None:
 
 class BatchNormAct(Function):
     # Every channel is normalised on its own, so both passes run channel range by channel
-    # range, one range per CPU thread (backend.parallel_rows).
+    # range, one range per CPU thread (cpu_threads.parallel_rows).
 
     @staticmethod
-    def forward(ctx, x, w, b, *residual, running_mean, running_var, training, momentum, eps,
+    def forward(ctx, x, w, b, running_mean, running_var, residual, *, training, momentum, eps,
                 relu):
+        # w, b, residual: or None; running_mean, running_var: (C,) or None, read in eval
+        # mode and updated in place in training mode
         xp = ctx.xp
         X, grid = cm.as_grid(xp, x)
         C, M = X.shape[0], grid.N * grid.H * grid.W  # M values per channel
@@ -59,23 +63,28 @@ class BatchNormAct(Function):
             else:
                 var[lo:hi] = running_var[lo:hi]
             xh *= (1 / xp.sqrt(var[lo:hi] + eps))[:, None]
-            xp.multiply(xh, w[lo:hi, None], out=out)
-            out += b[lo:hi, None]
-            if residual:
-                _add_nchw(xp, out, grid, residual[0], lo, hi)
+            if w is None:
+                out[...] = xh
+            else:
+                xp.multiply(xh, w[lo:hi, None], out=out)
+            if b is not None:
+                out += b[lo:hi, None]
+            if residual is not None:
+                _add_nchw(xp, out, grid, residual, lo, hi)
             if relu:
                 xp.maximum(out, 0, out=out)
             cm.zero_pads(out, grid)
 
-        backend.parallel_rows(xp, C, channels)
+        cpu_threads.parallel_rows(xp, C, channels)
         if training and running_mean is not None:  # updated in place, like PyTorch's
+            ctx.mark_dirty(running_mean, running_var)
             running_mean *= 1 - momentum
             running_mean += momentum * mean
             running_var *= 1 - momentum
             running_var += (momentum * M / (M - 1)) * var  # unbiased
-        ctx.save_for_backward(xhat, y if relu else None, w / xp.sqrt(var + eps))  # y: the mask
+        scale = (1 if w is None else w) / xp.sqrt(var + eps)  # (C,)
+        ctx.save_for_backward(xhat, y if relu else None, scale)  # y: the ReLU's mask
         ctx.grid, ctx.training, ctx.relu = grid, training, relu
-        ctx.has_residual = bool(residual)
         return cm.grid_view(y, grid)
 
     @staticmethod
@@ -114,11 +123,10 @@ class BatchNormAct(Function):
             else:
                 xp.multiply(g, scale[lo:hi, None], out=out)
 
-        backend.parallel_rows(xp, C, channels)
-        gx = cm.grid_view(gx, grid)
-        if ctx.has_residual:
-            return gx, gw, gb, cm.grid_view(gz, grid)
-        return gx, gw, gb
+        cpu_threads.parallel_rows(xp, C, channels)
+        needs = ctx.needs_input_grad
+        return (cm.grid_view(gx, grid), gw if needs[1] else None, gb if needs[2] else None,
+                None, None, cm.grid_view(gz, grid) if needs[5] else None)
 
 
 def batch_norm_act(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -130,33 +138,13 @@ def batch_norm_act(input, running_mean, running_var, weight=None, bias=None, tra
     if x.ndim != 4:
         raise ValueError(f"batch_norm_act: expected a 4-D input (N, C, H, W), got shape "
                          f"{x.shape}")
-    C = x.shape[1]
-    xp = backend.array_module(x.data)
-    w = as_tensor(weight) if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
-    b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
-    # the running statistics are settings, not inputs: Function.apply does not see them
-    _check_same_device("BatchNormAct", [x, w, b] + [
-        as_tensor(t) for t in (running_mean, running_var) if t is not None])
-    stats = []
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", w), ("bias", b)):
-        if t is not None and (tuple(t.shape) != (C,) or t.dtype != x.dtype):
-            raise ValueError(f"batch_norm_act: {name} has shape {tuple(t.shape)} and dtype "
-                             f"{t.dtype}, expected ({C},) and {x.dtype} for the input of "
-                             f"shape {x.shape}")
-        stats.append(t.data if isinstance(t, Tensor) else t)
-    if training and x.numel() // C <= 1:
-        raise ValueError(f"batch_norm_act: expected more than 1 value per channel when "
-                         f"training, got input of shape {x.shape}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("batch_norm_act: running_mean and running_var are needed when "
-                         "training=False")
-    inputs = [x, w, b]
+    check_channel_tensors("batch_norm_act", x, running_mean=running_mean,
+                          running_var=running_var, weight=weight, bias=bias)
+    check_batch_statistics("batch_norm_act", x, running_mean, running_var, training)
     if residual is not None:
-        r = as_tensor(residual)
-        if r.shape != x.shape or r.dtype != x.dtype:
-            raise ValueError(f"batch_norm_act: residual of shape {r.shape} and dtype "
-                             f"{r.dtype} does not match the input's {x.shape}, {x.dtype}")
-        inputs.append(r)
-    return BatchNormAct.apply(*inputs, running_mean=stats[0], running_var=stats[1],
+        residual = as_tensor(residual)
+        if residual.shape != x.shape or residual.dtype != x.dtype:
+            raise ValueError(f"batch_norm_act: residual of shape {residual.shape} and dtype "
+                             f"{residual.dtype} does not match the input's {x.shape}, {x.dtype}")
+    return BatchNormAct.apply(x, weight, bias, running_mean, running_var, residual,
                               training=training, momentum=momentum, eps=eps, relu=relu)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import numpy
 
 from .. import backend
+from ..autograd import Function
 from ..backend import overridable
-from ..tensor import Function, Tensor, as_tensor
+from ..tensors import Tensor, as_tensor
 from .activation import log_softmax, log_softmax_array
+from .arguments import check_reduction
 from .basic import add, mul, neg, sub
 from .reduce import mean, sum
 from .shape import getitem, permute, reshape
-
-_REDUCTIONS = ("mean", "sum", "none")
 
 
 @overridable
@@ -35,7 +35,8 @@ def cross_entropy_forward(xp, x, target, label_smoothing):
 
 class CrossEntropy(Function):
     @staticmethod
-    def forward(ctx, x, *, target, reduction, label_smoothing, ignore_index):
+    def forward(ctx, x, target, *, reduction, label_smoothing, ignore_index):
+        # x: (N, C) logits; target: (N,) class indices (an input that needs no gradient)
         xp = ctx.xp
         counted = target != ignore_index  # (N,)
         # an ignored row is computed with class 0 (any valid index) and then zeroed
@@ -65,10 +66,10 @@ class CrossEntropy(Function):
                             p.dtype.type(-(1 - s)))
         g *= counted[:, None]
         if ctx.reduction == "none":
-            return g * gy[:, None]
+            return g * gy[:, None], None
         if ctx.reduction == "mean":  # max(., 1): no counted row leaves g all zeros
-            return g * (gy / xp.maximum(counted.sum(), 1).astype(p.dtype))
-        return g * gy
+            return g * (gy / xp.maximum(counted.sum(), 1).astype(p.dtype)), None
+        return g * gy, None  # the targets get no gradient
 
 
 # --------------------------------------------------------------------------- wrappers
@@ -81,7 +82,7 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     ``weight`` (C,) scales each class, targets equal to ``ignore_index`` count for
     nothing, ``label_smoothing`` mixes the one-hot target with the uniform one."""
     op = "cross_entropy"
-    _check_reduction(op, reduction)
+    check_reduction(op, reduction)
     if not 0 <= label_smoothing <= 1:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     x, t, out_shape = _rows(op, as_tensor(input), target, ignore_index)
@@ -89,7 +90,7 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     w = _class_weight(op, weight, x)
     s = float(label_smoothing)
     if w is None:
-        out = CrossEntropy.apply(x, target=t, reduction=reduction, label_smoothing=s,
+        out = CrossEntropy.apply(x, t, reduction=reduction, label_smoothing=s,
                                  ignore_index=int(ignore_index))
     else:
         logp = log_softmax(x, 1)  # (M, C)
@@ -107,7 +108,7 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100,
     integer targets (N,), (N, d1, ...) or (), like ``torch.nn.functional.nll_loss``:
     ``loss_n = -weight[t_n] * input[n, t_n]``, 0 where ``t_n == ignore_index``."""
     op = "nll_loss"
-    _check_reduction(op, reduction)
+    check_reduction(op, reduction)
     x, t, out_shape = _rows(op, as_tensor(input), target, ignore_index)
     w = _class_weight(op, weight, x)
     rows = _target_weight(t, w, ignore_index)
@@ -121,7 +122,7 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
     x, y = as_tensor(input), as_tensor(target)
     if x.shape != y.shape:
         raise ValueError(f"mse_loss: input shape {x.shape} and target shape {y.shape} differ")
-    _check_reduction("mse_loss", reduction)
+    check_reduction("mse_loss", reduction)
     d = sub(x, y)
     if reduction == "mean":
         return mean(d * d)
@@ -129,11 +130,6 @@ def mse_loss(input, target, reduction: str = "mean") -> Tensor:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_reduction(op: str, reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def _rows(op: str, x: Tensor, target, ignore_index):

@@ -9,9 +9,10 @@ one does not, because those two terms then cancel exactly.
 
 from __future__ import annotations
 
-from .. import backend
+from ..autograd import Function
 from ..backend import overridable
-from ..tensor import Function, Tensor, _check_same_device, as_tensor
+from ..tensors import Tensor, as_tensor
+from .arguments import check_batch_statistics, check_channel_tensors
 
 
 def channel_sum(xp, a, b=None):
@@ -25,10 +26,9 @@ def channel_sum(xp, a, b=None):
 
 
 @overridable
-def batch_norm_backward(xp, gy, xhat, scale, axes, training):
-    """-> (gx, gw, gb). ``scale`` is w / sqrt(var + eps), broadcastable like ``xhat``;
-    gw and gb keep the broadcastable shape of ``scale``. ``axes`` (every axis but the
-    channel axis 1) is what the CUDA kernel checks its layout against."""
+def batch_norm_backward(xp, gy, xhat, scale, training):
+    """-> (gx, gw, gb). ``scale`` is w / sqrt(var + eps) (w = 1 without weight),
+    broadcastable like ``xhat``; gw and gb keep the broadcastable shape of ``scale``."""
     shape = scale.shape  # (1, C, 1, 1) for images
     gb = channel_sum(xp, gy).reshape(shape)
     gw = channel_sum(xp, gy, xhat).reshape(shape)
@@ -46,9 +46,10 @@ def batch_norm_backward(xp, gy, xhat, scale, axes, training):
 
 class BatchNorm(Function):
     @staticmethod
-    def forward(ctx, x, w, b, *, running_mean, running_var, training, momentum, eps):
+    def forward(ctx, x, w, b, running_mean, running_var, *, training, momentum, eps):
+        # w, b: (C,) or None (no affine); running_mean, running_var: (C,) or None (not
+        # tracked), read in eval mode and updated in place in training mode
         xp = ctx.xp
-        axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channel axis 1
         shape = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, 1) for images
         if training:
             M = x.size // x.shape[1]  # values per channel
@@ -56,6 +57,7 @@ class BatchNorm(Function):
             xc = x - mean
             var = (channel_sum(xp, xc, xc) / M).reshape(shape)
             if running_mean is not None:  # updated in place, like PyTorch's buffers
+                ctx.mark_dirty(running_mean, running_var)
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean.reshape(-1)
                 running_var *= 1 - momentum
@@ -65,11 +67,12 @@ class BatchNorm(Function):
             var = running_var.reshape(shape)
         inv_std = 1 / xp.sqrt(var + eps)
         xhat = xc * inv_std
-        w, b = w.reshape(shape), b.reshape(shape)  # (1, C, 1, 1)
-        ctx.save_for_backward(xhat, w * inv_std)
-        ctx.axes, ctx.training, ctx.param_shape = axes, training, (x.shape[1],)
-        y = xhat * w
-        y += b
+        scale = inv_std if w is None else w.reshape(shape) * inv_std  # (1, C, 1, 1)
+        ctx.save_for_backward(xhat, scale)
+        ctx.training, ctx.param_shape = training, (x.shape[1],)
+        y = xhat.copy() if w is None else xhat * w.reshape(shape)  # xhat itself is saved
+        if b is not None:
+            y += b.reshape(shape)
         return y
 
     @staticmethod
@@ -79,8 +82,10 @@ class BatchNorm(Function):
         #   training: gx = w / sqrt(var + eps) * (gy - gb / M - xhat * gw / M)
         #   eval:     gx = w / sqrt(var + eps) * gy
         xhat, scale = ctx.saved_tensors
-        gx, gw, gb = batch_norm_backward(ctx.xp, gy, xhat, scale, ctx.axes, ctx.training)
-        return gx, gw.reshape(ctx.param_shape), gb.reshape(ctx.param_shape)
+        gx, gw, gb = batch_norm_backward(ctx.xp, gy, xhat, scale, ctx.training)
+        gw = gw.reshape(ctx.param_shape) if ctx.needs_input_grad[1] else None
+        gb = gb.reshape(ctx.param_shape) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None  # the running statistics get no gradient
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -98,28 +103,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected an input of shape (N, C) or (N, C, ...), got "
                          f"shape {x.shape}")
-    C = x.shape[1]
-    xp = backend.array_module(x.data)
-    w = as_tensor(weight) if weight is not None else Tensor(xp.ones(C, dtype=x.dtype))
-    b = as_tensor(bias) if bias is not None else Tensor(xp.zeros(C, dtype=x.dtype))
-    # the running statistics are settings, not inputs: Function.apply does not see them,
-    # and on a GPU a CPU buffer would fail deep inside CuPy (it refuses host arrays)
-    _check_same_device("BatchNorm", [x, w, b] + [
-        as_tensor(t) for t in (running_mean, running_var) if t is not None])
-    stats = []
-    for name, t in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", w), ("bias", b)):
-        if t is not None and tuple(t.shape) != (C,):
-            raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)} but the input of "
-                             f"shape {x.shape} has {C} channels")
-        if t is not None and t.dtype != x.dtype:
-            raise TypeError(f"batch_norm: {name} has dtype {t.dtype} but the input has {x.dtype}")
-        stats.append(t.data if isinstance(t, Tensor) else t)
-    if training and x.numel() // C <= 1:
-        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
-                         f"got input of shape {x.shape}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("batch_norm: running_mean and running_var are needed when "
-                         "training=False")
-    return BatchNorm.apply(x, w, b, running_mean=stats[0], running_var=stats[1],
-                           training=training, momentum=momentum, eps=eps)
+    check_channel_tensors("batch_norm", x, running_mean=running_mean,
+                          running_var=running_var, weight=weight, bias=bias)
+    check_batch_statistics("batch_norm", x, running_mean, running_var, training)
+    return BatchNorm.apply(x, weight, bias, running_mean, running_var, training=training,
+                           momentum=momentum, eps=eps)
+

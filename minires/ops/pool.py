@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from .. import backend
+from ..autograd import Function
 from ..backend import overridable
-from ..tensor import Function, Tensor, as_tensor
-from .conv import output_size, pair
+from ..tensors import Tensor, as_tensor
+from .arguments import check_pool_args
+from .geometry import output_shape, pair, scatter_windows
 from .reduce import mean
 
 
@@ -13,24 +15,9 @@ def _windows(xp, x, KH, KW, stride):
     """(N, C, H, W) -> view (N, C, OH, OW, KH, KW) of every pooling window, no copy."""
     N, C, H, W = x.shape
     SH, SW = stride
-    OH, OW = (H - KH) // SH + 1, (W - KW) // SW + 1
+    OH, OW = output_shape(H, W, (KH, KW), stride, (0, 0))
     sN, sC, sH, sW = x.strides
     return backend.as_strided(xp, x, (N, C, OH, OW, KH, KW), (sN, sC, sH * SH, sW * SW, sH, sW))
-
-
-def _scatter_windows(xp, x_shape, KH, KW, stride, padding, slab):
-    """Add ``slab(i, j)`` (N, C, OH, OW) at every kernel offset (i, j); crop the padding."""
-    N, C, H, W = x_shape
-    (SH, SW), (PH, PW) = stride, padding
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
-    gx = None
-    for i in range(KH):
-        for j in range(KW):
-            g = slab(i, j)
-            if gx is None:
-                gx = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=g.dtype)
-            gx[:, :, i:i + SH * OH:SH, j:j + SW * OW:SW] += g
-    return gx[:, :, PH:PH + H, PW:PW + W]
 
 
 @overridable
@@ -46,7 +33,7 @@ def max_pool2d_forward(xp, x, KH, KW, stride, padding):
     (SH, SW), (PH, PW) = stride, padding
     if PH or PW:  # padding never wins a max, as in PyTorch
         x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)), constant_values=-xp.inf)
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    OH, OW = output_shape(H, W, (KH, KW), stride, padding)
     y = argmax = None
     for i in range(KH):
         for j in range(KW):
@@ -65,8 +52,8 @@ def max_pool2d_forward(xp, x, KH, KW, stride, padding):
 @overridable
 def max_pool2d_backward(xp, gy, argmax, x_shape, KH, KW, stride, padding):
     """Route each window's gradient to the element that won the max."""
-    return _scatter_windows(xp, x_shape, KH, KW, stride, padding,
-                            lambda i, j: gy * (argmax == i * KW + j))
+    return scatter_windows(xp, x_shape, KH, KW, stride, padding,
+                           lambda i, j: gy * (argmax == i * KW + j))
 
 
 class MaxPool2d(Function):
@@ -101,28 +88,7 @@ class AvgPool2d(Function):
         # y = mean over window  =>  every element of a window gets gy / (KH*KW)
         KH, KW, stride, padding = ctx.geometry
         g = gy / (KH * KW)
-        return _scatter_windows(ctx.xp, ctx.x_shape, KH, KW, stride, padding, lambda i, j: g)
-
-
-def _pool_args(op, x, kernel_size, stride, padding):
-    x = as_tensor(x)
-    kernel = pair(kernel_size, "kernel_size", op)
-    stride = kernel if stride is None or stride == [] else pair(stride, "stride", op)
-    padding = pair(padding, "padding", op)
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
-        raise ValueError(f"{op}: need kernel_size >= 1, stride >= 1, padding >= 0, got "
-                         f"kernel_size={kernel}, stride={stride}, padding={padding}")
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"{op}: padding {padding} should be at most half of kernel_size "
-                         f"{kernel}")
-    H, W = x.shape[2:]
-    if output_size(H, kernel[0], stride[0], padding[0]) < 1 or \
-            output_size(W, kernel[1], stride[1], padding[1]) < 1:
-        raise ValueError(f"{op}: kernel_size {kernel} is larger than the padded input "
-                         f"({H + 2 * padding[0]}, {W + 2 * padding[1]}) of shape {x.shape}")
-    return x, dict(kernel_size=kernel, stride=stride, padding=padding)
+        return scatter_windows(ctx.xp, ctx.x_shape, KH, KW, stride, padding, lambda i, j: g)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
@@ -132,7 +98,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
     padding never wins a maximum. The gradient goes to the maximum of each window (the
     first one where several tie).
     """
-    x, args = _pool_args("max_pool2d", input, kernel_size, stride, padding)
+    x, args = check_pool_args("max_pool2d", input, kernel_size, stride, padding)
     return MaxPool2d.apply(x, **args)
 
 
@@ -142,7 +108,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0) -> Tensor:
     ``kernel_size``, ``stride`` (default: the kernel size) and ``padding`` are ints or pairs;
     padded zeros count in the mean (PyTorch's ``count_include_pad=True``).
     """
-    x, args = _pool_args("avg_pool2d", input, kernel_size, stride, padding)
+    x, args = check_pool_args("avg_pool2d", input, kernel_size, stride, padding)
     return AvgPool2d.apply(x, **args)
 
 

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from .. import backend
-from ..tensor import Function, MaxResult, Tensor, as_tensor
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
+from .arguments import normalize_dims
 from .basic import mul, sub
 
-
-def _axes(dim, ndim: int, op: str):
-    """``dim`` (None, int or tuple) -> a sorted tuple of non-negative axes."""
-    if dim is None:
-        return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    n = ndim or 1  # a 0-d tensor accepts dim 0 and -1, as in PyTorch
-    for d in dims:
-        if not -n <= d < n:
-            raise IndexError(f"{op}: dimension {d} is out of range for a tensor with {ndim} dims")
-    return tuple(sorted(d % n for d in dims)) if ndim else ()
+MaxResult = namedtuple("MaxResult", ["values", "indices"])  # like torch.return_types.max
 
 
 def _keep(g, axes, keepdim: bool, xp):
@@ -59,14 +53,14 @@ def sum(x, dim=None, keepdim: bool = False) -> Tensor:
     """The sum over ``dim`` (an int, a tuple, or None for all); ``keepdim``
     keeps the summed dimensions with size 1."""
     x = as_tensor(x)
-    return Sum.apply(x, axes=_axes(dim, x.ndim, "sum"), keepdim=keepdim)
+    return Sum.apply(x, axes=normalize_dims(dim, x.ndim, "sum"), keepdim=keepdim)
 
 
 def mean(x, dim=None, keepdim: bool = False) -> Tensor:
     """The mean over ``dim`` (an int, a tuple, or None for all); ``keepdim``
     keeps the reduced dimensions with size 1."""
     x = as_tensor(x)
-    axes = _axes(dim, x.ndim, "mean")
+    axes = normalize_dims(dim, x.ndim, "mean")
     count = 1
     for a in axes:
         count *= x.shape[a]
@@ -75,7 +69,7 @@ def mean(x, dim=None, keepdim: bool = False) -> Tensor:
 
 def var(x, dim=None, keepdim: bool = False, unbiased: bool = True) -> Tensor:
     x = as_tensor(x)
-    axes = _axes(dim, x.ndim, "var")
+    axes = normalize_dims(dim, x.ndim, "var")
     count = 1
     for a in axes:
         count *= x.shape[a]
@@ -93,7 +87,7 @@ def max(x, dim=None, keepdim: bool = False):
                         f"for the values (x.amax(...))")
     if x.numel() == 0:
         raise ValueError(f"max: expected a non-empty tensor, got shape {x.shape}")
-    axes = _axes(dim, x.ndim, "max")
+    axes = normalize_dims(dim, x.ndim, "max")
     values = Max.apply(x, axes=axes, keepdim=keepdim if dim is not None else False)
     if dim is None:
         return values
@@ -107,7 +101,7 @@ def amax(x, dim=(), keepdim: bool = False) -> Tensor:
     dims = None if dim is None or dim == () or dim == [] else dim
     if x.numel() == 0:
         raise ValueError(f"amax: expected a non-empty tensor, got shape {x.shape}")
-    axes = _axes(dims, x.ndim, "amax")
+    axes = normalize_dims(dims, x.ndim, "amax")
     if len(set(axes)) != len(axes):
         raise ValueError(f"amax: dim {dim!r} lists a dimension twice")
     return Max.apply(x, axes=axes, keepdim=keepdim)
@@ -124,6 +118,6 @@ def argmax_array(x, dim=None, keepdim: bool = False):
     if not _is_int(dim):
         raise TypeError(f"argmax: dim must be an int or None, got {dim!r}; for the position "
                         "over several dims, flatten them first (x.flatten(0, 1).argmax(0))")
-    axis = _axes(dim, x.ndim, "argmax")[0]
+    axis = normalize_dims(dim, x.ndim, "argmax")[0]
     indices = xp.argmax(x, axis=axis)
     return xp.expand_dims(indices, axis) if keepdim else indices

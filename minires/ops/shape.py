@@ -9,13 +9,9 @@ from __future__ import annotations
 import itertools
 
 from .. import backend
-from ..tensor import Function, Tensor, as_tensor
-
-
-def _axis(dim: int, ndim: int, op: str) -> int:
-    if not -ndim <= dim < max(ndim, 1):
-        raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} dims")
-    return dim % max(ndim, 1)
+from ..autograd import Function
+from ..tensors import Tensor, as_tensor
+from .arguments import normalize_dim
 
 
 class Reshape(Function):
@@ -115,7 +111,8 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     x = as_tensor(x)
     if x.ndim == 0:
         return reshape(x, 1)
-    start, end = _axis(start_dim, x.ndim, "flatten"), _axis(end_dim, x.ndim, "flatten")
+    start = normalize_dim(start_dim, x.ndim, "flatten")
+    end = normalize_dim(end_dim, x.ndim, "flatten")
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     return reshape(x, *x.shape[:start], -1, *x.shape[end + 1:])
@@ -124,7 +121,7 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 def permute(x, *dims) -> Tensor:
     x = as_tensor(x)
     dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-    dims = tuple(_axis(d, x.ndim, "permute") for d in dims)
+    dims = tuple(normalize_dim(d, x.ndim, "permute") for d in dims)
     if sorted(dims) != list(range(x.ndim)):
         raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} dims of "
                          f"a tensor of shape {x.shape}")
@@ -134,7 +131,7 @@ def permute(x, *dims) -> Tensor:
 def transpose(x, dim0: int, dim1: int) -> Tensor:
     x = as_tensor(x)
     dims = list(range(x.ndim))
-    a, b = _axis(dim0, x.ndim, "transpose"), _axis(dim1, x.ndim, "transpose")
+    a, b = normalize_dim(dim0, x.ndim, "transpose"), normalize_dim(dim1, x.ndim, "transpose")
     dims[a], dims[b] = dims[b], dims[a]
     return Permute.apply(x, dims=tuple(dims))
 
@@ -163,7 +160,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
     ndim = tensors[0].ndim
-    axis = _axis(dim, ndim, "cat")
+    axis = normalize_dim(dim, ndim, "cat")
     for t in tensors:
         if t.ndim != ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape))
                                  if i != axis):

@@ -34,7 +34,7 @@ from . import (
     shape,
 )
 from .record import functions_run, recording
-from .spec import TAGS, ErrorCase, OpSpec, Sample, run_seed
+from .records import TAGS, ErrorCase, OpSpec, Sample, run_seed
 
 SPECS = [s for family in (basic, shape, reduce, activation, linear, conv, pool, norm, loss,
                           fast_conv, fused_norm, distributed) for s in family.SPECS]

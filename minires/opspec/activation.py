@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import manual_seed
-from .. import randn as _randn
+from ..backend import manual_seed
 from ..nn import functional as F
+from ..tensors import randn as _randn
 from .inputs import away_from_zero, normal, scaled, small
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 _RELU_KINKS = "x = 0: |x| >= 0.1 (away_from_zero)"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import Tensor, ops
-from .. import randn as _randn
+from .. import ops
+from ..tensors import Tensor
+from ..tensors import randn as _randn
 from .inputs import away_from_zero, normal, positive, small
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 
 def _on(device, *shape):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import randn as _randn
 from ..nn import functional as F
-from ..ops.conv import output_size
+from ..ops.geometry import output_size
+from ..tensors import randn as _randn
 from .inputs import normal
 from .kernels import Case, label
 from .kernels import normal as kernel_normal
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 
 def _pair(v):

@@ -8,7 +8,7 @@ from ..distributed import sync_batch_norm
 from .inputs import normal
 from .norm import batch_norm_reference
 from .norm import call as batch_norm_call
-from .spec import OpSpec, Sample
+from .records import OpSpec, Sample
 
 
 def sync_batch_norm_reference(x, running_mean, running_var, weight=None, bias=None,

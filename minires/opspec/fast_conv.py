@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..ops import fast_conv
 from .conv import conv2d_grad_reference, conv2d_reference
 from .inputs import normal
-from .spec import OpSpec, Sample
+from .records import OpSpec, Sample
 
 
 def _chain(f, x, w1, w2):

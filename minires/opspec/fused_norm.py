@@ -8,7 +8,7 @@ import numpy as np
 from ..ops import fast_conv, fused_norm
 from .inputs import normal
 from .norm import batch_norm_reference
-from .spec import OpSpec, Sample
+from .records import OpSpec, Sample
 
 
 def call(f, x, weight=None, bias=None, residual=None, *, running_mean=None, running_var=None,

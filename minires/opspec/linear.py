@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .. import randn as _randn
 from ..nn import functional as F
+from ..tensors import randn as _randn
 from .inputs import normal
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 
 def linear_reference(x, w, b=None):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ones as _ones
-from .. import randn as _randn
 from ..nn import functional as F
+from ..tensors import ones as _ones
+from ..tensors import randn as _randn
 from .inputs import class_weight, normal, scaled, small
 from .kernels import Case
 from .kernels import normal as kernel_normal
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 TARGET = np.array([2, 0, 4, 1, 3, 3])  # for (6, 5) logits
 SPATIAL_TARGET = np.random.default_rng(1).integers(0, 3, (2, 4, 5))  # for (2, 3, 4, 5)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ones as _ones
-from .. import randn as _randn
-from .. import zeros as _zeros
 from ..nn import functional as F
+from ..tensors import ones as _ones
+from ..tensors import randn as _randn
+from ..tensors import zeros as _zeros
 from .inputs import normal, scaled, small
 from .kernels import Case
 from .kernels import normal as kernel_normal
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 _RUNNING_MEAN = np.array([0.1, -0.2, 0.3])
 _RUNNING_VAR = np.array([0.5, 1.5, 2.0])
@@ -95,7 +95,7 @@ def _kernel_case(shape, training):
         param = (1, shape[1]) + (1,) * (len(shape) - 2)
         scale = rng.uniform(0.5, 2, param)
         return (kernel_normal(xp, dtype, rng, *shape), xp.asarray(xhat.astype(dtype)),
-                xp.asarray(scale.astype(dtype)), axes, training)
+                xp.asarray(scale.astype(dtype)), training)
     label = "x".join(map(str, shape)) + ("-train" if training else "-eval")
     return Case("batch_norm_backward", label, make)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import randn as _randn
 from ..nn import functional as F
 from ..ops.pool import max_pool2d_forward
+from ..tensors import randn as _randn
 from .inputs import normal, ramp
 from .kernels import Case, label
 from .kernels import normal as kernel_normal
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 _MAX_KINKS = ("two equal values in a window: the inputs are a shuffled ramp (values 0.01 "
               "apart), so no window holds a near-tie")

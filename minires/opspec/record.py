@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from .. import Function
+from ..autograd import Function
 
 
 @contextmanager

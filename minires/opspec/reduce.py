@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from .. import Tensor, ops
-from .. import randn as _randn
+from .. import ops
+from ..tensors import Tensor
+from ..tensors import randn as _randn
 from .inputs import normal, ramp, small, ties
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 _MAX_KINKS = ("two equal values: the inputs are a shuffled ramp (values 0.01 apart); the "
               "tie samples (forward and parity only) check that tied maxima share the "

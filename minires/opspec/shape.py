@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import Tensor, ops
-from .. import randn as _randn
+from .. import ops
 from ..nn import functional as F
+from ..tensors import Tensor
+from ..tensors import randn as _randn
 from .inputs import away_from_zero, normal, small
-from .spec import ErrorCase, OpSpec, Sample
+from .records import ErrorCase, OpSpec, Sample
 
 _MASK = np.random.default_rng(3).random((4, 3)) < 0.5
 

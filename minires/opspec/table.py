@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sys
 
-import minires
-
-from .. import Tensor, distributed, ops
+from .. import distributed, ops
 from ..nn import functional as F
+from ..tensors import Tensor
 from . import SPECS
 from .record import functions_run
 
@@ -37,6 +36,8 @@ def call_name(spec) -> str:
     name = getattr(fn, "__name__", spec.name)
     if getattr(Tensor, name, None) is fn:
         return _OPERATORS.get(name, f"Tensor.{name}")
+    import minires  # the package root sits above the specs: looked up when the table is made
+
     for prefix, namespace in (("F", F), ("mr", minires), ("minires.ops", ops),
                               ("minires.distributed", distributed)):
         if getattr(namespace, name, None) is fn:

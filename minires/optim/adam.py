@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..tensor import increment_version, no_grad
+from ..autograd import no_grad
+from ..autograd_safety import increment_version
 from .optimizer import Optimizer
 
 

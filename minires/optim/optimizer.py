@@ -19,7 +19,8 @@ import warnings
 import numpy
 
 from .. import backend
-from ..tensor import Tensor, enable_grad
+from ..autograd import enable_grad
+from ..tensors import Tensor
 
 
 class _RequiredParameter:

@@ -17,7 +17,8 @@ therefore rescales the whole step at once.
 
 from __future__ import annotations
 
-from ..tensor import increment_version, no_grad
+from ..autograd import no_grad
+from ..autograd_safety import increment_version
 from .optimizer import Optimizer, required
 
 

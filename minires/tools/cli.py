@@ -36,7 +36,8 @@ def _train_parser(commands) -> None:
         "checkpoint there and stops; --resume continues exactly.")
     p.add_argument("--model", help=f"{', '.join(list_models())} (default: {D['model']})")
     p.add_argument("--dataset", help="cifar10, cifar10-sample (ships with minires: 2,000 "
-                   "train / 1,000 test images), mnist, mnist-sample "
+                   "train / 1,000 test images), mnist, mnist-sample, or imagefolder:PATH "
+                   "(your images: PATH/train/<class>/*.png and PATH/val/<class>/*.png) "
                    f"(default: {D['dataset']})")
     p.add_argument("--epochs", type=int, help=f"epochs in all (default: {D['epochs']}); "
                    "with --resume, another number re-plans the schedule from where the run "
@@ -70,10 +71,7 @@ def _train_parser(commands) -> None:
                    "checkpoint.mr, metrics.jsonl and curves.png")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue a run from its checkpoint.mr (its recipe is kept)")
-    p.add_argument("--init-from", metavar="CHECKPOINT",
-                   help="fine-tune: start from these weights, with a new classifier head")
-    p.add_argument("--freeze", action="store_true", default=None,
-                   help="with --init-from: train only the classifier head")
+    _fine_tuning_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     _parallel_options(p)
 
@@ -89,6 +87,37 @@ def _parallel_options(p) -> None:
     q.add_argument("--sync-bn", action="store_true", default=None, help="BatchNorm with "
                    "the statistics of the global batch (SyncBatchNorm): the run then equals "
                    "one process with the whole batch, up to rounding")
+
+
+def _fine_tuning_options(p) -> None:
+    from ..train.recipe import NORMALIZATIONS
+
+    g = p.add_argument_group("fine-tuning and image preprocessing (docs/training.md)")
+    g.add_argument("--init-from", metavar="WEIGHTS",
+                   help="fine-tune: start from these weights, with a new classifier head: a "
+                   "file (a minires checkpoint or state dict, safetensors, or a PyTorch "
+                   ".pth), or torchvision:NAME, a torchvision release for --model (e.g. "
+                   "torchvision:IMAGENET1K_V1 or torchvision:resnet18.DEFAULT), read from "
+                   "<data root>/weights/ and downloaded there once. The head is loaded too "
+                   "when the weights are a minires run trained on the same classes")
+    g.add_argument("--freeze", action="store_true", default=None,
+                   help="with --init-from: train only the classifier head (the backbone's "
+                   "BatchNorm statistics stay as loaded)")
+    g.add_argument("--backbone-lr-scale", type=float, metavar="S",
+                   help="with --init-from: two parameter groups, the head at --lr and the "
+                   "backbone at S times --lr; every schedule scales both (default: 1, one "
+                   "group)")
+    g.add_argument("--freeze-bn", action="store_true", default=None,
+                   help="with --init-from: freeze every BatchNorm layer (weight, bias and "
+                   "running statistics)")
+    g.add_argument("--image-size", type=int, metavar="S",
+                   help="the size the model sees: for imagefolder data sets the crop "
+                   "(default 224; images are decoded at S*256/224), for others a resize of "
+                   "every batch (default: none)")
+    g.add_argument("--normalize", choices=NORMALIZATIONS,
+                   help="whose mean/std normalise the images (default: imagenet for image "
+                   "folders and torchvision weights, that of the --init-from run, else the "
+                   "data set's own)")
 
 
 def _train(args, argv: list) -> None:
@@ -113,15 +142,26 @@ def _train(args, argv: list) -> None:
 
 
 def _eval(args) -> None:
-    from ..data import DataLoader, get_dataset
     from ..train import evaluate, load_checkpoint
-    from ..train.recipe import build_model, check_device, check_model_takes, normalisation
+    from ..train.recipe import (
+        DEFAULTS,
+        build_model,
+        check_device,
+        check_model_takes,
+        make_test_loader,
+    )
 
     device = check_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
-    config = checkpoint["config"]
+    config = {**DEFAULTS, **checkpoint["config"], "device": device}
     dataset = args.dataset or config.get("dataset", "cifar10")
-    test_set = get_dataset(dataset, train=False, root=args.data_root or config.get("data_root"))
+    # the run's own preprocessing (image size, normalisation) on the test images
+    loader = make_test_loader(config, dataset, root=args.data_root or config.get("data_root"))
+    test_set = loader.dataset
+    trained_on = config.get("classes")
+    if trained_on is not None and list(trained_on) != list(test_set.classes):
+        raise CheckpointError(f"{args.checkpoint} was trained on the classes {trained_on}, "
+                              f"but --dataset {dataset} has {list(test_set.classes)}")
     model = build_model(config["model"], test_set)
     try:
         model.load_state_dict(checkpoint["model"])
@@ -130,9 +170,7 @@ def _eval(args) -> None:
                               f"{config['model']} for {dataset} ({len(test_set.classes)} "
                               f"classes): {str(error).splitlines()[-1].strip()}") from None
     model.to(device)
-    check_model_takes(model, config["model"], dataset, test_set, device)
-    loader = DataLoader(test_set, 500, transform=normalisation(dataset), device=device,
-                        seed=0)
+    check_model_takes(model, config["model"], dataset, test_set, device, loader.transform)
     result = evaluate(model, loader)
     print(f"{config['model']} on {dataset} test ({len(test_set)} images): "
           f"loss {result['loss']:.4f}, accuracy {100 * result['acc']:.2f}%")

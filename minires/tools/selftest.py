@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy
 
 from .. import backend
+from ..precision import tf32_tensor_cores
 
 
 @dataclass
@@ -232,7 +233,7 @@ def _tf32_matmul(device):
     if not unit / 20 < errors["high"] < 2 * unit:
         raise AssertionError(f"TF32 matmul error {errors['high']:.1e}, expected between "
                              f"{unit / 20:.1e} and {2 * unit:.1e}")
-    tensor_cores = device == "cuda" and backend._tf32_tensor_cores(backend.cupy.cuda.Device().id)
+    tensor_cores = device == "cuda" and tf32_tensor_cores(backend.cupy.cuda.Device().id)
     return (f"relative error float32 {errors['highest']:.1e}, TF32 {errors['high']:.1e} "
             f"({'cuBLAS tensor cores' if tensor_cores else 'inputs rounded by minires'})")
 

@@ -48,7 +48,8 @@ import time
 import numpy
 from tqdm import tqdm
 
-from .. import backend, no_grad
+from .. import backend
+from ..autograd import no_grad
 from ..distributed import DistributedDataParallel
 from ..nn import functional as F
 from ..nn.norm import _BatchNorm

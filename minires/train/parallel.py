@@ -208,14 +208,18 @@ def on_every_rank(error: BaseException) -> bool:
 # --------------------------------------------------------------------------- the recipe's part
 
 
-def check_settings(config: dict, train_size: int, world: World) -> None:
+def check_settings(config: dict, train_size: int, world: World,
+                   drop_last: bool = False) -> None:
     """The settings of data-parallel training: ``sync_bn`` a bool, and an image of every
-    global batch for every rank, the last batch of each epoch included."""
+    global batch for every rank, the last batch of each epoch included (unless the
+    loader drops it)."""
     if not isinstance(config.get("sync_bn", False), bool):
         raise ConfigError(f"--sync-bn is on or off (True or False), got {config['sync_bn']!r}")
     if world.size == 1:
         return
     batch_size = config["batch_size"]
+    if drop_last:
+        train_size -= train_size % batch_size
     last = train_size - (-(-train_size // batch_size) - 1) * batch_size
     if batch_size < world.size or last < world.size:
         what = (f"--batch-size {batch_size}" if batch_size < world.size else

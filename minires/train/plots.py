@@ -7,14 +7,13 @@ import os
 
 def plot_curves(history: list, path, title: str = "") -> str:
     """Write a PNG with loss (left) and accuracy (right) per epoch, train and test."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: works on machines without a display
-    import matplotlib.pyplot as plt
+    # built without pyplot: needs no display and leaves a notebook's backend alone
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for split, style in (("train", "-"), ("test", "--")):
         ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
         ax_acc.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, label=split)
@@ -29,5 +28,4 @@ def plot_curves(history: list, path, title: str = "") -> str:
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return str(path)

@@ -17,6 +17,10 @@ Rules of a run's folder (``out``):
   the new length and continues from where the run stands, so from there on the
   learning rate is the one a run planned with the new length from the start would have
   (``replan_schedule``; the log says so, with the old and new learning rate).
+
+Fine-tuning (``init_from``, ``freeze``, ``freeze_bn``, ``backbone_lr_scale``) is in
+``finetune.py``; what runs on the images (``image_size``, image folders) in
+``preprocessing.py``.
 """
 
 from __future__ import annotations
@@ -24,21 +28,34 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from dataclasses import dataclass
 
 import numpy
 
-from .. import backend, no_grad
+from .. import backend
+from ..autograd import no_grad
 from ..data import DataLoader, TensorDataset, get_dataset
-from ..data import transforms as T
 from ..models import get_model, list_models
 from ..models.registry import takes
 from ..optim import SGD, Adam, AdamW, lr_scheduler
-from ..serialization import CheckpointError, load
-from . import parallel
-from .checkpoint import FORMAT, load_checkpoint, restore, run_state
+from . import finetune, parallel
+from .checkpoint import load_checkpoint, restore, run_state
 from .errors import ConfigError
+from .finetune import (  # noqa: F401  (fine-tuning's names, where they used to be)
+    InitReport,
+    classifier_name,
+    freeze_backbone,
+    init_from,
+    load_backbone,
+    read_weights,
+)
 from .loop import evaluate, fit, json_line
+from .preprocessing import (  # noqa: F401  (normalisation: used to be here)
+    STATISTICS,
+    default_normalize,
+    eval_batch_size,
+    normalisation,
+    preprocessing,
+)
 from .run_state import RunState
 
 DEFAULTS = {
@@ -48,10 +65,12 @@ DEFAULTS = {
     "device": "cpu", "data_root": None, "download": False, "out": None,
     "init_from": None, "freeze": False, "progress": True, "limit_train": None,
     "matmul_precision": "highest",
+    "freeze_bn": False, "backbone_lr_scale": 1.0, "image_size": None, "normalize": None,
 }
 # Data-parallel training (parallel.py): BatchNorm statistics over the global batch
 DEFAULTS["sync_bn"] = False
 OPTIMIZERS = ("sgd", "adam", "adamw")
+NORMALIZATIONS = tuple(STATISTICS)
 SCHEDULES = ("multistep", "cosine", "onecycle", "constant")
 # What a resumed run may change: where and how long it runs, never what it computes.
 RESUMABLE = ("epochs", "out", "device", "data_root", "download", "matmul_precision",
@@ -112,14 +131,18 @@ def check_config(config: dict) -> None:
     for key in ("epochs", "batch_size"):
         _integer(config, key, 1)
     _integer(config, "limit_train", 1, optional=True)
+    _integer(config, "image_size", 1, optional=True)
     _integer(config, "seed", 0)
     _integer(config, "warmup_epochs", 0)
     _number(config, "lr", positive=True)
+    _number(config, "backbone_lr_scale", positive=True)
     for key in ("momentum", "weight_decay"):
         _number(config, key, positive=False)
     _choice(config, "optimizer", OPTIMIZERS)
     _choice(config, "schedule", SCHEDULES)
     _choice(config, "matmul_precision", tuple(backend.MATMUL_PRECISIONS))
+    if config["normalize"] is not None:
+        _choice(config, "normalize", NORMALIZATIONS)
     if config["warmup_epochs"] and config["schedule"] == "onecycle":
         raise ConfigError("--warmup-epochs does not apply to --schedule onecycle, which "
                           "warms up by itself")
@@ -129,16 +152,36 @@ def check_config(config: dict) -> None:
     if config["freeze"] and not config["init_from"]:
         raise ConfigError("--freeze needs --init-from: it trains only the classifier head "
                           "on top of the weights loaded from there")
+    _check_fine_tuning(config)
     config["device"] = check_device(config["device"])
 
 
 # --------------------------------------------------------------------------- parts
 
 
-def normalisation(dataset: str):
-    if dataset.startswith("mnist"):
-        return T.Normalize(T.MNIST_MEAN, T.MNIST_STD)
-    return T.Normalize(T.CIFAR10_MEAN, T.CIFAR10_STD)
+def _check_fine_tuning(config: dict) -> None:
+    if config["freeze_bn"] and not config["init_from"]:
+        raise ConfigError("--freeze-bn needs --init-from: it keeps the BatchNorm layers as "
+                          "loaded from there")
+    if config["backbone_lr_scale"] != 1:
+        if not config["init_from"]:
+            raise ConfigError("--backbone-lr-scale needs --init-from: it sets the learning "
+                              "rate of the backbone loaded from there")
+        if config["freeze"]:
+            raise ConfigError("--backbone-lr-scale and --freeze exclude each other: a frozen "
+                              "backbone does not train at any learning rate")
+    if config["init_from"]:
+        finetune.check_source(config["init_from"], config["model"])
+
+
+def make_test_loader(config: dict, dataset: str | None = None, root=None, download=False):
+    """The test split of ``dataset`` (default: the run's) with the run's preprocessing."""
+    name = dataset or config["dataset"]
+    prep = preprocessing(config, name)
+    test_set = get_dataset(name, train=False, root=root, download=download,
+                           size=prep.load_size)
+    return DataLoader(test_set, eval_batch_size(config, name, test_set.data.shape[1:]),
+                      shuffle=False, seed=0, transform=prep.test, device=config["device"])
 
 
 def make_loaders(config: dict, world=None):
@@ -146,22 +189,21 @@ def make_loaders(config: dict, world=None):
     gives this rank its share of every global batch of ``batch_size``."""
     world = world if world is not None else parallel.World()
     name, root = config["dataset"], config["data_root"]
-    train_set = get_dataset(name, train=True, root=root, download=config["download"])
-    test_set = get_dataset(name, train=False, root=root, download=config["download"])
+    prep = preprocessing(config)
+    train_set = get_dataset(name, train=True, root=root, download=config["download"],
+                            size=prep.load_size)
     if config["limit_train"]:  # a quick run on the first images only
         n = int(config["limit_train"])
         train_set = TensorDataset(train_set.data[:n], train_set.targets[:n],
                                   classes=train_set.classes)
-    normalize = normalisation(name)
-    augment = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] \
-        if config["augment"] and name.startswith("cifar") else []
-    parallel.check_settings(config, len(train_set), world)
-    train = DataLoader(train_set, config["batch_size"], shuffle=True, drop_last=False,
-                       seed=config["seed"], transform=T.Compose([*augment, normalize]),
-                       device=config["device"], num_replicas=world.size, rank=world.rank)
-    test = DataLoader(test_set, 500, shuffle=False, seed=0, transform=normalize,
-                      device=config["device"])
-    return train, test
+    # A last batch of one image cannot be batch-normalised in training (no variance), so
+    # it is dropped; the order is shuffled, so each epoch leaves out another image.
+    drop_last = len(train_set) % config["batch_size"] == 1 < len(train_set)
+    parallel.check_settings(config, len(train_set), world, drop_last)
+    train = DataLoader(train_set, config["batch_size"], shuffle=True, drop_last=drop_last,
+                       seed=config["seed"], transform=prep.train, device=config["device"],
+                       num_replicas=world.size, rank=world.rank)
+    return train, make_test_loader(config, root=root, download=config["download"])
 
 
 def build_model(name: str, dataset):
@@ -174,11 +216,18 @@ def build_model(name: str, dataset):
     return get_model(name, num_classes=len(dataset.classes), **kwargs)
 
 
-def check_model_takes(model, name: str, dataset_name: str, dataset, device: str) -> None:
-    """One forward pass of two images in eval mode (no statistics change, no random
-    draws): a model that cannot take the data set's images fails here, with one line,
-    not deep inside the first training step."""
-    images, _ = next(iter(DataLoader(dataset, batch_size=2, seed=0, device=device)))
+def check_model_takes(model, name: str, dataset_name: str, dataset, device: str,
+                      transform=None) -> None:
+    """One forward pass of two images (after ``transform``, the test preprocessing) in
+    eval mode (no statistics change, no random draws): a model that cannot take the data
+    set's images fails here, with one line, not deep inside the first training step."""
+    loader = DataLoader(dataset, batch_size=2, seed=0, device=device, transform=transform)
+    try:
+        images, _ = next(iter(loader))
+    except (ValueError, TypeError) as error:  # the preprocessing refuses these images
+        raise ConfigError(f"--dataset {dataset_name}: its images (shape "
+                          f"{tuple(dataset.data.shape[1:])}) cannot be preprocessed: "
+                          f"{str(error).splitlines()[0]}") from None
     was_training = model.training
     model.eval()
     try:
@@ -213,8 +262,9 @@ def make_scheduler(config: dict, optimizer, steps_per_epoch: int):
     """
     kind, epochs, warmup = config["schedule"], config["epochs"], config["warmup_epochs"]
     if kind == "onecycle":
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], epochs=epochs,
-                                       steps_per_epoch=steps_per_epoch), True
+        # each parameter group to its own peak (the backbone's: --backbone-lr-scale times)
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=finetune.group_lrs(config, optimizer),
+                                       epochs=epochs, steps_per_epoch=steps_per_epoch), True
     if kind == "multistep":  # the paper: /10 at 50% and 75% of training
         milestones = sorted({m for m in (epochs // 2, epochs * 3 // 4) if m > 0})
         # the schedule after a warm-up counts from its own start
@@ -243,105 +293,6 @@ def replan_schedule(config: dict, optimizer, steps_per_epoch: int, run) -> tuple
         for _ in range(run.scheduler_steps(steps_per_epoch, per_batch)):
             scheduler.step()
     return scheduler, per_batch
-
-
-# --------------------------------------------------------------------------- fine-tuning
-
-
-def classifier_name(model) -> str:
-    """The name of the model's last Linear layer: the head that fine-tuning replaces."""
-    from ..nn import Linear
-
-    names = [name for name, m in model.named_modules() if isinstance(m, Linear)]
-    if not names:
-        raise ValueError(f"{type(model).__name__} has no Linear layer to use as a head")
-    return names[-1]
-
-
-@dataclass
-class InitReport:
-    """What ``load_backbone`` copied: ``loaded`` of the model's ``total`` tensors, all
-    but the ``head_tensors`` of the classifier ``head``."""
-
-    source: str
-    loaded: int
-    total: int
-    head: str
-    head_tensors: int
-
-    def __str__(self) -> str:
-        return (f"init-from {self.source}: loaded {self.loaded} of {self.total} tensors; "
-                f"the classifier head '{self.head}' ({self.head_tensors} tensors) starts "
-                "fresh")
-
-
-def read_weights(path) -> dict:
-    """The state dict stored in ``path``: a training checkpoint's model, or a state dict
-    saved with ``mr.save(model.state_dict(), path)``."""
-    stored = load(path)
-    state = stored.get("model") if isinstance(stored, dict) and \
-        stored.get("format") == FORMAT else stored
-    if not isinstance(state, dict) or not state or \
-            not all(hasattr(v, "shape") for v in state.values()):
-        raise CheckpointError(f"{path}: holds no state dict (a dict of named arrays) to "
-                              "initialise a model from")
-    return state
-
-
-def load_backbone(model, state: dict, source: str = "the state dict") -> InitReport:
-    """Copy every tensor of ``state`` into ``model`` except the classifier head's.
-
-    The backbone must match exactly: the same names and shapes on both sides (a model
-    of another architecture, or one trained on images with another number of channels,
-    is a ``ConfigError`` that counts what matched). The head stays as the model
-    initialised it: it belongs to the old task.
-    """
-    head = classifier_name(model)
-    own = model.state_dict()
-    ours = {k: v for k, v in own.items() if not k.startswith(head + ".")}
-    theirs = {k: v for k, v in state.items() if not k.startswith(head + ".")}
-    missing = [k for k in ours if k not in theirs]
-    unexpected = [k for k in theirs if k not in ours]
-    reshaped = [k for k in ours if k in theirs
-                and tuple(theirs[k].shape) != tuple(ours[k].shape)]
-    if missing or unexpected or reshaped:
-        matched = len(ours) - len(missing) - len(reshaped)
-        problems = []
-        for what, keys in (("missing", missing), ("unexpected", unexpected)):
-            if keys:
-                problems.append(f"{len(keys)} {what} ({_some(keys)})")
-        if reshaped:
-            k = reshaped[0]
-            problems.append(f"{len(reshaped)} of other shapes ({k}: "
-                            f"{tuple(theirs[k].shape)} there, {tuple(ours[k].shape)} here)")
-        raise ConfigError(f"--init-from {source}: its weights do not fit this model's "
-                          f"backbone: {matched} of {len(ours)} tensors match; "
-                          f"{'; '.join(problems)}. Fine-tuning needs the same architecture "
-                          "(only the classifier head may differ)")
-    model.load_state_dict(theirs, strict=False)
-    return InitReport(str(source), len(ours), len(own), head, len(own) - len(ours))
-
-
-def _some(keys, n: int = 3) -> str:
-    more = f", ... {len(keys) - n} more" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def freeze_backbone(model) -> None:
-    """Train only the classifier head (``fit`` also keeps the frozen BatchNorm layers'
-    running statistics fixed)."""
-    model.requires_grad_(False)
-    for p in dict(model.named_modules())[classifier_name(model)].parameters():
-        p.requires_grad_(True)
-
-
-def init_from(model, path, freeze: bool) -> InitReport:
-    """Fine-tuning: copy every weight of a checkpoint except its classifier head (see
-    ``load_backbone``); with ``freeze`` only the head trains. Returns what was loaded."""
-    report = load_backbone(model, read_weights(path), source=str(path))
-    if freeze:
-        freeze_backbone(model)
-    return report
 
 
 # --------------------------------------------------------------------------- the run
@@ -456,7 +407,10 @@ def _run_training(world, **settings) -> dict:
         check_out_dir(config["out"], resume, overwrite)
     weights = None
     if config["init_from"] and checkpoint is None:
-        weights = read_weights(config["init_from"])
+        weights = read_weights(config["init_from"], config["model"], config["data_root"])
+    if config["normalize"] is None:  # recorded, so that eval and a resume do the same
+        config["normalize"] = (weights is not None and weights.normalize) or \
+            default_normalize(config)
     previous_precision = backend.get_float32_matmul_precision()
     backend.set_float32_matmul_precision(config["matmul_precision"])
     try:
@@ -470,17 +424,22 @@ def _train(config: dict, checkpoint, run, resume, overwrite: bool, weights, worl
     out = config["out"]
     backend.manual_seed(config["seed"])
     train_loader, test_loader = make_loaders(config, world)
+    classes = list(train_loader.dataset.classes)
     model = build_model(config["model"], train_loader.dataset).to(config["device"])
     check_model_takes(model, config["model"], config["dataset"], train_loader.dataset,
-                      config["device"])
+                      config["device"], transform=test_loader.transform)
     report = None
-    if weights is not None:
-        report = load_backbone(model, weights, source=config["init_from"])
+    if weights is not None:  # the head too when it was trained on these very classes
+        report = load_backbone(model, weights.state, source=config["init_from"],
+                               keep_head=weights.classes == classes)
         print(report, flush=True)
-    if config["freeze"]:  # on resume too: the optimizer holds the head's parameters only
+    # on resume too: the optimizer's groups hold the parameters that train
+    if config["freeze"]:
         freeze_backbone(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(config, params)
+    if config["freeze_bn"]:
+        finetune.freeze_batch_norm(model)
+    optimizer = make_optimizer(config, finetune.param_groups(model, config["lr"],
+                                                             config["backbone_lr_scale"]))
     scheduler, per_batch = make_scheduler(config, optimizer, len(train_loader))
     if checkpoint is not None:
         planned = checkpoint["config"].get("epochs", config["epochs"])
@@ -504,10 +463,14 @@ def _train(config: dict, checkpoint, run, resume, overwrite: bool, weights, worl
         run = RunState(seed=config["seed"])
         print(f"training {config['model']} on {config['dataset']} for {config['epochs']} "
               f"epochs of {len(train_loader)} steps; writing to {out}", flush=True)
+    print(preprocessing(config), flush=True)
+    if config["init_from"]:
+        print(finetune.describe_training(model, optimizer, config), flush=True)
     if world.writes:
         prepare_out_dir(out, resume, overwrite, run.history)
     model = parallel.distribute(model, config, world, train_loader, test_loader)
-    saved = {k: v for k, v in config.items() if k != "progress"}
+    # the classes: what `minires eval` checks, and what a later --init-from compares
+    saved = {**{k: v for k, v in config.items() if k != "progress"}, "classes": classes}
     history = fit(model, optimizer, train_loader, test_loader, config["epochs"],
                   scheduler=scheduler, step_per_batch=per_batch, out_dir=out, config=saved,
                   progress=config["progress"], run=run)

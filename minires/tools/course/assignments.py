@@ -54,19 +54,25 @@ OPS = {
                "the softmax probabilities p (N, C) and the targets (N,). ctx.reduction is\n"
                "'mean', 'sum' or 'none' (then gy has shape (N,)); ctx.label_smoothing is s.\n"
                "A row whose target equals ctx.ignore_index gets no gradient, and 'mean'\n"
-               "divides by the number of the other rows. Return gx, shaped (N, C)."),
+               "divides by the number of the other rows. Return (gx, None): gx shaped\n"
+               "(N, C); the targets, the second input, get no gradient."),
     )),
     "conv2d": Op("conv2d", (
         Target("ops/conv.py", "Conv2d.backward",
                f"{_GY}:\n"
                "col (C*KH*KW, N*OH*OW) and w (F, C, KH, KW); also ctx.x_shape and\n"
                "ctx.geometry = (stride, padding, dilation). gy is (N, F, OH, OW).\n"
-               "Return (gx, gw), and gb too when there are three inputs\n"
-               "(len(ctx.needs_input_grad) == 3)."),
+               "Return (gx, gw, gb); a gradient may be None where ctx.needs_input_grad\n"
+               "says it is not needed (always for gb when the bias b is None)."),
         Target("ops/conv.py", "col2im",
                "The reverse of im2col: add every column of the patch-matrix gradient back\n"
                "to the pixels its patch was read from (overlapping patches add up).\n"
                "Return (N, C, H, W)."),
+        Target("ops/geometry.py", "scatter_windows",
+               "slab(i, j), shaped (..., OH, OW), is what kernel offset (i, j) of every\n"
+               "window received; add it to the input pixel each element was read from\n"
+               "(windows may overlap: their contributions add up; padding gets nothing).\n"
+               "Return (..., H, W), cropped to the unpadded input."),
     )),
     "max_pool2d": Op("max_pool2d", (
         Target("ops/pool.py", "MaxPool2d.backward",
@@ -82,9 +88,11 @@ OPS = {
     "batch_norm": Op("batch_norm", (
         Target("ops/norm.py", "BatchNorm.backward",
                f"{_GY}:\n"
-               "xhat (the normalised input) and scale = w / sqrt(var + eps); also ctx.axes\n"
-               "(every axis but 1), ctx.training and ctx.param_shape = (C,).\n"
-               "Return (gx, gw, gb): gx shaped like x, gw and gb shaped (C,)."),
+               "xhat (the normalised input) and scale = w / sqrt(var + eps) (w = 1 without\n"
+               "weight); also ctx.training and ctx.param_shape = (C,).\n"
+               "Return (gx, gw, gb, None, None): gx shaped like x, gw and gb shaped (C,)\n"
+               "(or None where ctx.needs_input_grad says so); the running statistics,\n"
+               "the last two inputs, get no gradient."),
         Target("ops/norm.py", "batch_norm_backward",
                "In training mode every output of a channel depends on every input of that\n"
                "channel (through the batch mean and variance); in eval mode the running\n"

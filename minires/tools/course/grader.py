@@ -20,7 +20,7 @@ from .assignments import select
 from .student_copy import PACKAGE_DIR
 
 CHECKS = Path(__file__).resolve().parent / "checks.py"
-GRADECHECK = PACKAGE_DIR / "gradcheck.py"
+GRADECHECK = PACKAGE_DIR / "gradient_check.py"
 OPSPEC = PACKAGE_DIR / "opspec"
 
 

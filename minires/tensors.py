@@ -1,401 +1,25 @@
-"""Tensor, Function and the backward engine: reverse-mode autodiff in one page.
+"""``Tensor`` and the factories that make tensors (``tensor``, ``zeros``, ``randn``, ...).
 
-A ``Tensor`` wraps an xp array (numpy or cupy). Calling an op runs a ``Function``:
-its ``forward`` computes on plain arrays and stores what its ``backward`` will need in
-a ``Context``. When any input requires a gradient, that context becomes the output's
-``grad_fn``, a node of the graph pointing back to the inputs. ``loss.backward()``
-walks the nodes in reverse topological order, handing each ``backward`` the gradient
-of the loss with respect to that node's output.
+A ``Tensor`` wraps an xp array (numpy or cupy) and remembers how it was computed: its
+``grad_fn`` is the graph node of the op that made it (see ``autograd.py``). The
+operator methods (``a + b``, ``x.sum()``, ``x.relu()``) call the ops of
+``minires.ops``, and ``backward()`` calls the engine of ``minires.autograd``; both are
+imported inside the methods, when first called, because the ops and the engine build
+on this file (``docs/architecture.md``: the layers).
+
+This module is ``minires.tensors``; ``mr.tensor`` is the factory function, as in PyTorch.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import namedtuple
-
 import numpy
 
 from . import backend
-
-# --------------------------------------------------------------------------- grad mode
-
-_grad_enabled = True
-
-
-def is_grad_enabled() -> bool:
-    """Whether ops record a graph now: False inside ``no_grad()``."""
-    return _grad_enabled
-
-
-@contextlib.contextmanager
-def _grad_mode(enabled: bool):
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, enabled
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-def no_grad():
-    """Context manager (and decorator): ops inside record no graph, as ``torch.no_grad``."""
-    return _grad_mode(False)
-
-
-def enable_grad():
-    """Context manager (and decorator): record the graph again inside a
-    ``no_grad()`` block, as ``torch.enable_grad``."""
-    return _grad_mode(True)
-
-
-# --------------------------------------------------------------------------- Function
-
-
-class Context:
-    """What a ``Function`` remembers between forward and backward; also the graph node.
-
-    ``Tensor.grad_fn`` is the Context of the op that made the tensor.
-    """
-
-    def __init__(self, function, xp, inputs, needs_input_grad):
-        self.function = function
-        self.xp = xp
-        self.inputs = inputs  # the input Tensors: the edges of the graph
-        self.needs_input_grad = needs_input_grad
-        self.hooks = []  # Tensor.register_hook on the output of this node
-        self._saved = ()
-        self._versions = ()  # (index in _saved, version counter, its value when saved)
-        self._freed = False
-
-    def save_for_backward(self, *arrays) -> None:
-        self._saved = arrays
-
-    @property
-    def saved_tensors(self) -> tuple:
-        """The saved arrays, as read-only views; raises if one was changed in place."""
-        self.check_not_freed()
-        check_saved_versions(self)
-        return tuple(read_only(a) for a in self._saved)
-
-    def check_not_freed(self) -> None:
-        if self._freed:
-            raise RuntimeError(
-                f"{self.function.__name__}.backward: trying to backward through the graph a "
-                "second time; its saved arrays were freed after the first backward. "
-                "Pass retain_graph=True to the first backward() to keep them."
-            )
-
-    def release(self) -> None:
-        """Free what forward saved once backward is done (unless retain_graph): the
-        saved arrays, the attributes, and the input tensors themselves, whose arrays
-        are the activations. The edges stay (``_Edge``: only where the gradient went)."""
-        self._saved = ()
-        self._versions = ()
-        self._freed = True
-        self.hooks = []
-        self.inputs = tuple(_Edge(t) for t in self.inputs)
-        for name in list(vars(self)):
-            if name not in ("function", "xp", "inputs", "needs_input_grad", "hooks",
-                            "_saved", "_versions", "_freed"):
-                delattr(self, name)
-
-    def name(self) -> str:
-        return f"{self.function.__name__}Backward"
-
-    def __repr__(self) -> str:
-        return f"<{self.name()}>"
-
-
-class Function:
-    """Base class of every differentiable op.
-
-    Subclasses define two static methods on plain xp arrays::
-
-        forward(ctx, *arrays, **attrs) -> array
-        backward(ctx, gy) -> one gradient (or None) per positional input
-
-    Positional arguments are tensor inputs, keyword arguments are settings. Every
-    subclass is recorded in ``Function.registry`` so tests can enumerate all ops.
-    """
-
-    registry: dict = {}
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        Function.registry[f"{cls.__module__}.{cls.__qualname__}"] = cls
-
-    @staticmethod
-    def forward(ctx, *arrays, **attrs):
-        """Compute the op's output from plain arrays (not Tensors).
-
-        ``ctx.xp`` is the array module (numpy or cupy) to compute with; save what backward
-        needs with ``ctx.save_for_backward`` or as ``ctx`` attributes. Positional arguments are
-        the tensor inputs' arrays, keyword arguments the op's settings.
-        """
-        raise NotImplementedError("a Function subclass must define forward")
-
-    @staticmethod
-    def backward(ctx, gy):
-        """The gradient of each positional input, from ``gy``, the gradient of the output.
-
-        Returns one array (the input's shape) or ``None`` per positional input of forward;
-        ``ctx.needs_input_grad`` says which are wanted. ``gy`` and what forward saved are
-        read-only: compute new arrays, never change them in place.
-        """
-        raise NotImplementedError("a Function subclass must define backward")
-
-    @classmethod
-    def apply(cls, *inputs, **attrs) -> Tensor:
-        """Run the op on tensors: ``MyOp.apply(x, w, stride=2)`` -> a Tensor.
-
-        Unwraps the inputs, checks they are on one device, calls ``forward`` and, when an input
-        requires grad (and grad mode is on), records the node that backward will call.
-        """
-        tensors = [as_tensor(x) for x in inputs]
-        arrays = [t.data for t in tensors]
-        _check_same_device(cls.__name__, tensors)
-        xp = backend.array_module(*arrays)
-        needs = tuple(t.requires_grad for t in tensors)
-        record = _grad_enabled and any(needs)
-        ctx = Context(cls, xp, tuple(tensors) if record else (), needs)
-        y = cls.forward(ctx, *arrays, **attrs)
-        out = Tensor(y, requires_grad=record)
-        share_version_with_views(out, tensors)
-        if record:
-            out.grad_fn = ctx
-            record_saved_versions(ctx, tensors, out)
-        return out
-
-
-def _check_same_device(op: str, tensors) -> None:
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
-        raise RuntimeError(
-            f"{op}: expected all tensors to be on the same device, but found tensors on "
-            f"{' and '.join(sorted(devices))} (shapes {[t.shape for t in tensors]}). "
-            "Move them with .to(device) first."
-        )
-
-
-# --------------------------------------------------------------------------- engine
-
-
-def _topological_order(root: Context) -> list:
-    """Nodes reachable from ``root``, each after every node that consumes its output.
-
-    Iterative depth-first search: a recursive one overflows Python's stack on deep graphs.
-    """
-    order, visited = [], {id(root)}
-    stack = [(root, iter(root.inputs))]
-    while stack:
-        node, parents = stack[-1]
-        for tensor in parents:
-            parent = tensor.grad_fn
-            if parent is not None and id(parent) not in visited:
-                visited.add(id(parent))
-                stack.append((parent, iter(parent.inputs)))
-                break
-        else:  # every parent done: node is finished
-            stack.pop()
-            order.append(node)
-    order.reverse()  # root first, leaves' consumers last
-    return order
-
-
-def run_backward(root: Tensor, gradient, retain_graph: bool) -> None:
-    if root.grad_fn is None:  # a leaf: its gradient is the seed itself
-        _accumulate_leaf(root, gradient, {id(gradient)})
-        return
-    grads = {id(root.grad_fn): gradient}  # node -> d loss / d (node's output)
-    handed = set()  # ids of the arrays given to leaves in this pass (see _accumulate_leaf)
-    for node in _topological_order(root.grad_fn):
-        gy = grads.pop(id(node), None)
-        if gy is not None:  # None: no gradient flowed here (only through non-grad outputs)
-            _backward_node(node, gy, grads, handed)
-        if not retain_graph:
-            node.release()
-
-
-def _backward_node(node: Context, gy, grads: dict, handed: set) -> None:
-    """Run one node's backward and pass its input gradients on (to ``grads`` or leaves)."""
-    for hook in node.hooks:
-        result = hook(Tensor(gy))
-        if result is not None:
-            gy = as_tensor(result).data
-    node.check_not_freed()
-    gxs = call_backward(node, gy)
-    if not isinstance(gxs, tuple):
-        gxs = (gxs,)
-    if len(gxs) != len(node.inputs):
-        raise RuntimeError(
-            f"{node.function.__name__}.backward returned {len(gxs)} gradients for "
-            f"{len(node.inputs)} inputs"
-        )
-    for tensor, gx in zip(node.inputs, gxs):
-        if gx is None or not tensor.requires_grad:
-            continue
-        if gx.shape != tensor.shape:
-            raise RuntimeError(
-                f"{node.function.__name__}.backward returned a gradient of shape "
-                f"{gx.shape} for an input of shape {tensor.shape}"
-            )
-        if tensor.grad_fn is None:
-            _accumulate_leaf(tensor, gx, handed)
-        else:
-            key = id(tensor.grad_fn)
-            # out of place: gx may be an array that another branch also holds
-            grads[key] = gx if key not in grads else grads[key] + gx
-
-
-def _accumulate_leaf(tensor: Tensor, g, handed: set) -> None:
-    for hook in tensor._hooks:
-        result = hook(Tensor(g))
-        if result is not None:
-            g = as_tensor(result).data
-    if g.dtype != tensor.dtype:
-        g = g.astype(tensor.dtype)
-    if tensor.grad is None:
-        if id(g) in handed or not owns_writable_memory(g):
-            # a view of gy or of a saved array, or one array handed to two leaves
-            # (y = a + b): copied, so leaf.grad.zero_() touches one gradient only
-            g = g.copy()
-        handed.add(id(g))
-        tensor.grad = Tensor(g)
-    else:  # gradients of leaves add up across backward calls, as in PyTorch
-        tensor.grad = Tensor(tensor.grad.data + g)
-
-
-# --------------------------------------------------------------------------- autograd safety
-# Guards that turn a silently wrong gradient into an error naming the op, kept together
-# so they read (and move) as one piece:
-#
-# * version counters: each tensor counts the in-place changes of its array (views share
-#   the count); forward notes the count of every tensor whose array it saved, and
-#   backward refuses to run when a count moved (``optimizer.step()`` before backward);
-# * read-only views: backward receives gy and the saved arrays as read-only NumPy views,
-#   so a backward that writes into them fails at once. CuPy arrays have no read-only
-#   flag: on the GPU the version counters and the CPU test suite are the protection;
-# * release: after backward a node drops what it saved and the input tensors (the
-#   activations), keeping only the edges.
-
-
-class _VersionCounter:
-    """How many times an array (shared by a tensor and its views) changed in place."""
-
-    __slots__ = ("value",)
-
-    def __init__(self):
-        self.value = 0
-
-
-def increment_version(tensor) -> None:
-    """Record that ``tensor``'s array was changed in place behind autograd's back (an
-    optimizer writing ``p.data``), so a graph that saved the old values refuses to
-    backward. Tensor methods such as ``add_`` and ``-=`` call it themselves."""
-    tensor._version_counter.value += 1
-
-
-def share_version_with_views(out, tensors) -> None:
-    """An op's output that is a view of an input's array (reshape, permute, slicing)
-    shares that input's counter: changing either changes both."""
-    for t in tensors:
-        if out.data is t.data or backend.may_share_memory(out.data, t.data):
-            out._version_counter = t._version_counter
-            return
-
-
-def record_saved_versions(ctx, tensors, out) -> None:
-    """Note, for every saved array that is (a view of) an input's or the output's
-    array, that tensor's counter and its value now."""
-    records = []
-    for i, array in enumerate(ctx._saved):
-        if not hasattr(array, "shape"):
-            continue
-        for t in (*tensors, out):
-            # may_share_memory compares address ranges only: cheap, and exact for arrays
-            # from different allocations
-            if array is t.data or backend.may_share_memory(array, t.data):
-                records.append((i, t._version_counter, t._version_counter.value))
-                break
-    ctx._versions = tuple(records)
-
-
-def check_saved_versions(ctx) -> None:
-    for i, counter, expected in ctx._versions:
-        if counter.value != expected:
-            array = ctx._saved[i]
-            raise RuntimeError(
-                f"{ctx.function.__name__}.backward: one of the arrays needed for gradient "
-                f"computation has been modified by an in-place operation: the "
-                f"{array.dtype} array of shape {tuple(array.shape)} saved by {ctx.name()} "
-                f"is at version {counter.value}; expected version {expected} instead. "
-                "Was optimizer.step() (or another in-place update such as -= or add_) "
-                "called between the forward pass and backward()? Call backward() first."
-            )
-
-
-def read_only(array):
-    """A read-only view of a NumPy array (a CuPy array has no such flag: returned as is)."""
-    if isinstance(array, numpy.ndarray):
-        view = array.view()
-        view.flags.writeable = False
-        return view
-    return array
-
-
-def owns_writable_memory(array) -> bool:
-    """False for views (``array.base`` set) and read-only arrays."""
-    if getattr(array, "base", None) is not None:
-        return False
-    return not isinstance(array, numpy.ndarray) or array.flags.writeable
-
-
-def call_backward(node, gy):
-    """``node``'s backward on a read-only ``gy``; a write into gy or a saved array is
-    reported as the mistake of that backward, not as NumPy's bare ValueError."""
-    try:
-        return node.function.backward(node, read_only(gy))
-    except ValueError as error:
-        if "read-only" not in str(error):
-            raise
-        raise RuntimeError(
-            f"{node.function.__name__}.backward modified gy or an array saved by forward in "
-            f"place ({error}). Compute new arrays instead (gx = gy * mask, not "
-            "gy *= mask): the engine may hand the same gy to several ops, and a second "
-            "backward(retain_graph=True) reads the saved arrays again."
-        ) from error
-
-
-class _Edge:
-    """What a released node keeps of an input tensor: where its gradient went, not its
-    data (so walking ``grad_fn.inputs`` after backward still shows the graph)."""
-
-    __slots__ = ("grad_fn", "requires_grad", "shape", "dtype")
-
-    def __init__(self, tensor):
-        self.grad_fn, self.requires_grad = tensor.grad_fn, tensor.requires_grad
-        self.shape, self.dtype = tensor.shape, tensor.dtype
-
-    @property
-    def is_leaf(self) -> bool:
-        return self.grad_fn is None
-
-    @property
-    def _version(self) -> int:
-        """How many in-place changes the array has seen (PyTorch's ``tensor._version``)."""
-        return self._version_counter.value
-
-    def __repr__(self) -> str:
-        source = self.grad_fn if self.grad_fn is not None else "a leaf"
-        return f"<edge from {source}, shape {self.shape}, data freed>"
-
+from .autograd_safety import VersionCounter, check_in_place
 
 # --------------------------------------------------------------------------- Tensor
 
 _DEFAULT_FLOAT = numpy.float32
-
-MaxResult = namedtuple("MaxResult", ["values", "indices"])  # like torch.return_types.max
-
 
 def _to_array(data, dtype=None, device=None):
     if isinstance(data, Tensor):
@@ -434,7 +58,7 @@ class Tensor:
         self.grad = None
         self.grad_fn = None
         self._hooks = []
-        self._version_counter = _VersionCounter()
+        self._version_counter = VersionCounter()
 
     # ----------------------------------------------------------------- properties
     @property
@@ -501,28 +125,9 @@ class Tensor:
 
     # ----------------------------------------------------------------- autograd
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
-        """Compute d self / d leaf for every leaf that requires grad, into ``leaf.grad``."""
-        if not self.requires_grad:
-            raise RuntimeError(
-                "backward(): this tensor does not require grad and has no grad_fn "
-                "(did you compute it under no_grad(), or forget requires_grad=True?)"
-            )
-        if gradient is None:
-            if self.numel() != 1:
-                raise RuntimeError(
-                    f"backward(): grad can be implicitly created only for scalar outputs, "
-                    f"but this tensor has shape {self.shape}; pass gradient= of that shape"
-                )
-            g = backend.array_module(self.data).ones_like(self.data)
-        else:
-            g = _to_array(gradient, dtype=self.dtype)
-            if backend.device_of(g) != self.device:
-                raise RuntimeError(f"backward(): gradient is on {backend.device_of(g)} but "
-                                   f"the tensor is on {self.device}")
-            if tuple(g.shape) != self.shape:
-                raise RuntimeError(f"backward(): gradient has shape {tuple(g.shape)} but the "
-                                   f"tensor has shape {self.shape}")
-        run_backward(self, g, retain_graph)
+        """Compute d self / d leaf for every leaf that requires grad, into ``leaf.grad``
+        (``minires.autograd.backward``)."""
+        _autograd().backward(self, gradient, retain_graph)
 
     def register_hook(self, hook):
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor
@@ -689,20 +294,8 @@ class Tensor:
         return self._inplace("__setitem__", lambda a, v: a.__setitem__(index, v), value)
 
     def _inplace(self, op: str, update, other, any_device: bool = False) -> Tensor:
-        if _grad_enabled:
-            if self.requires_grad and self.grad_fn is None:
-                raise RuntimeError(
-                    f"{op}: a leaf Variable that requires grad is being used in an in-place "
-                    "operation. Update it inside `with mr.no_grad():` (as an optimizer does), "
-                    "or compute a new tensor (w = w - ...)."
-                )
-            if self.requires_grad or (isinstance(other, Tensor) and other.requires_grad):
-                raise RuntimeError(
-                    f"{op}: minires does not record in-place operations in the graph, and "
-                    f"this one involves a tensor that requires grad (shape {self.shape}); "
-                    "compute a new tensor instead (y = y + x), or wrap the update in "
-                    "`with mr.no_grad():` if no gradient should flow through it."
-                )
+        if _autograd().is_grad_enabled():
+            check_in_place(op, self, other)
         if isinstance(other, Tensor):
             if other.device != self.device and not any_device:
                 raise RuntimeError(f"{op}: expected both tensors on the same device, got "
@@ -886,7 +479,8 @@ class Tensor:
     def argmax(self, dim=None, keepdim=False):
         """The index of the maximum (over the flattened tensor, or along ``dim``);
         not differentiable."""
-        return Tensor(_ops().argmax_array(self.data, dim, keepdim))
+        from .ops.reduce import argmax_array
+        return Tensor(argmax_array(self.data, dim, keepdim))
 
     def softmax(self, dim):
         """``exp(x) / sum(exp(x))`` along ``dim``, as ``F.softmax``."""
@@ -900,6 +494,11 @@ class Tensor:
 def _ops():
     from . import ops
     return ops
+
+
+def _autograd():
+    from . import autograd
+    return autograd
 
 
 def _xp_of(array):

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy
 
 from . import backend
-from .tensor import Tensor, no_grad
+from .autograd import no_grad
+from .tensors import Tensor
 
 
 class GradcheckError(AssertionError):
