@@ -374,10 +374,12 @@ def test_cifar_keeps_its_statistics_unless_the_weights_are_a_release():
 def test_random_resized_crop_is_resize_of_the_crop_it_drew(device):
     x = np.random.default_rng(0).random((8, 3, 40, 52)).astype(np.float32)
     crop = T.RandomResizedCrop(24)
+    images = backend.to_device(x, device)
+    with backend.random_stream("test", 1):  # the boxes are drawn on the images' device
+        boxes = crop.boxes(backend.array_module(images), 8, 40, 52)
+        top, left, h, w = (backend.to_numpy(a) for a in boxes)
     with backend.random_stream("test", 1):
-        top, left, h, w = (backend.to_numpy(a) for a in crop.boxes(np, 8, 40, 52))
-    with backend.random_stream("test", 1):
-        y = backend.to_numpy(crop(backend.to_device(x, device)))
+        y = backend.to_numpy(crop(images))
     assert y.shape == (8, 3, 24, 24) and y.dtype == np.float32
     for n in range(8):
         assert 0 <= top[n] and top[n] + h[n] <= 40 and 0 <= left[n] and left[n] + w[n] <= 52
