@@ -34,6 +34,17 @@ def _rows(x, target):
     return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]), target.reshape(-1), target.shape
 
 
+def _reduce(loss, total, shape, reduction):
+    """Reduce per-row losses as nll_loss does: 'mean' divides by the total weight of
+    the counted targets (0/0 = nan when every target is ignored, as in PyTorch)."""
+    if reduction == "none":
+        return loss.reshape(shape)
+    if reduction == "sum":
+        return np.array(loss.sum())
+    with np.errstate(invalid="ignore"):
+        return np.array(loss.sum() / total)
+
+
 def nll_loss_reference(x, target, weight=None, ignore_index=-100, reduction="mean"):
     """loss_n = -weight[t_n] * x[n, t_n], 0 where t_n == ignore_index; 'mean' divides by
     the total weight of the counted targets (NaN when there is none), one row at a time."""
@@ -44,12 +55,7 @@ def nll_loss_reference(x, target, weight=None, ignore_index=-100, reduction="mea
         if t[n] != ignore_index:
             loss[n] = -w[t[n]] * rows[n, t[n]]
             total += w[t[n]]
-    if reduction == "none":
-        return loss.reshape(shape)
-    if reduction == "sum":
-        return np.array(loss.sum())
-    with np.errstate(invalid="ignore"):
-        return np.array(loss.sum() / total)
+    return _reduce(loss, total, shape, reduction)
 
 
 def cross_entropy_reference(x, target, weight=None, ignore_index=-100, reduction="mean",
@@ -69,12 +75,7 @@ def cross_entropy_reference(x, target, weight=None, ignore_index=-100, reduction
             smooth[n] = -(w * logp[n]).sum()
             total += w[t[n]]
     loss = (1 - label_smoothing) * nll + label_smoothing / C * smooth
-    if reduction == "none":
-        return loss.reshape(shape)
-    if reduction == "sum":
-        return np.array(loss.sum())
-    with np.errstate(invalid="ignore"):
-        return np.array(loss.sum() / total)
+    return _reduce(loss, total, shape, reduction)
 
 
 # --------------------------------------------------------------------------- samples
