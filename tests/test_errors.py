@@ -82,3 +82,17 @@ def test_passing_checks_raise_nothing_and_the_queue_stays_bounded(as_if_on_a_gpu
 def test_on_the_cpu_a_value_check_raises_at_once():
     with pytest.raises(ValueError, match=r"got -1 at position 0"):
         F.cross_entropy(mr.randn(2, 3), mr.tensor([-1, 1]))
+
+
+@pytest.mark.parametrize("index, axis, size", [
+    (lambda i: i, 0, 4), (lambda i: (slice(None), i), 1, 5), (lambda i: (..., i), 1, 5),
+    (lambda i: (None, i), 0, 4)], ids=["first-axis", "second-axis", "after-ellipsis", "newaxis"])
+def test_an_integer_index_out_of_range_raises_on_every_device(device, index, axis, size):
+    """CuPy wraps an out-of-range gather index around (a wrong element, no error); the
+    op checks it: at once on the CPU, at the next read on a GPU."""
+    x = mr.arange(20.0, device=device).reshape(4, 5)
+    with pytest.raises(ValueError, match=rf"getitem: index 7 is out of bounds for dimension "
+                                         rf"{axis} with size {size}"):
+        x[index(mr.tensor([1, 7, 2], device=device))].tolist()
+    inside = x[index(mr.tensor([1, -1], device=device))]  # negative indices count from the end
+    assert inside.tolist() == x.cpu().numpy()[index(np.array([1, -1]))].tolist()

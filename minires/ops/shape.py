@@ -145,12 +145,58 @@ def getitem(x, index) -> Tensor:
         index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
     elif isinstance(index, list):
         index = backend.array_module(x.data).asarray(index)
+    _check_integer_indices(x.shape, index)
     try:
-        x.data[index]
+        return GetItem.apply(x, index=index)
     except IndexError as error:
         raise IndexError(f"getitem: index {index!r} is invalid for a tensor of shape "
                          f"{x.shape}: {error}") from None
-    return GetItem.apply(x, index=index)
+
+
+def _check_integer_indices(shape: tuple, index) -> None:
+    """Integer arrays in an index are checked against the size of the axis they index:
+    CuPy, like any GPU gather, wraps an index out of range around silently and returns a
+    wrong element. The check raises at once on the CPU and at the next read on a GPU
+    (backend.check_value), as PyTorch's deferred device-side asserts do."""
+    parts = list(index) if isinstance(index, tuple) else [index]
+    ellipsis = [k for k, p in enumerate(parts) if p is Ellipsis]  # `in` would compare arrays
+    if ellipsis:  # the parts after ... index the last axes
+        cut = ellipsis[0]
+        after = sum(_axes_taken(p) for p in parts[cut + 1:])
+        placed = _axes(parts[:cut], 0) + _axes(parts[cut + 1:], len(shape) - after)
+    else:
+        placed = _axes(parts, 0)
+    for part, axis in placed:
+        if axis < len(shape) and hasattr(part, "dtype") and part.dtype.kind in "iu" and part.size:
+            size = shape[axis]
+            bad = ((part < -size) | (part >= size)).any()
+            backend.check_value(bad, lambda part=part, axis=axis, size=size: (
+                f"getitem: index {_first_outside(part, size)} is out of bounds for dimension "
+                f"{axis} with size {size}"))
+
+
+def _first_outside(part, size: int) -> int:
+    """The first index in ``part`` outside [-size, size) (read only to build an error)."""
+    values = backend.to_numpy(part).ravel()
+    return int(values[(values < -size) | (values >= size)][0])
+
+
+def _axes_taken(part) -> int:
+    """How many axes of the indexed tensor one part of an index consumes."""
+    if part is None:
+        return 0
+    if hasattr(part, "ndim") and part.dtype == bool:
+        return part.ndim
+    return 1
+
+
+def _axes(parts, first: int) -> list:
+    """(part, the axis it starts at) for consecutive parts from axis ``first``."""
+    placed, axis = [], first
+    for part in parts:
+        placed.append((part, axis))
+        axis += _axes_taken(part)
+    return placed
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
