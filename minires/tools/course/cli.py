@@ -77,6 +77,8 @@ def run(args) -> int:
           f"{', '.join(result['assignments'])}); removed:")
     for item in result["stubbed"]:
         print(f"  {item}")
+    if result["note"]:
+        print(f"note: {result['note']}")
     print(f"see {result['out']}/ASSIGNMENTS.md; grade with: minires grade NN --project "
           f"{result['out']}")
     return 0
