@@ -585,15 +585,21 @@ def all_checks() -> list:
 
 def _where(error: BaseException, project: str) -> str:
     """' (minires/FILE, line N)' of the innermost frame of ``error`` in the student's
-    files (not the grader's), or ''."""
+    files (not the grader's), preferring the ops (``minires/ops/``), where the
+    assignments are; or ''."""
     root = os.path.realpath(project) + os.sep
+    frames = []
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         path = os.path.realpath(frame.filename)
         if path.startswith(root) and f"{os.sep}course{os.sep}" not in path \
                 and f"{os.sep}opspec{os.sep}" not in path \
                 and not path.endswith(f"{os.sep}autograd_safety.py"):
-            return f" ({os.path.relpath(path, project)}, line {frame.lineno})"
-    return ""
+            frames.append((os.path.relpath(path, project), frame.lineno))
+    ops = [f for f in frames if f[0].startswith(os.path.join("minires", "ops", ""))]
+    if not frames:
+        return ""
+    path, line = (ops or frames)[0]
+    return f" ({path}, line {line})"
 
 
 def _explain(error: BaseException, project: str) -> str:
@@ -601,8 +607,8 @@ def _explain(error: BaseException, project: str) -> str:
     where = _where(error, project)
     if isinstance(error, NotImplementedError):
         return f"not written yet: {error}"
-    if isinstance(error, InPlaceWrite):
-        return f"in-place write{where}: {error}"
+    if isinstance(error, InPlaceWrite):  # found after the call: the message names the op
+        return f"in-place write: {error}"
     if isinstance(error, RuntimeError) and "in place" in str(error) and \
             "modified gy" in str(error):
         # the engine's read-only views caught it: the write itself is in the cause
