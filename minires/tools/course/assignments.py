@@ -4,8 +4,8 @@ Each assignment belongs to one tutorial in ``tutorials/`` and names the ops whos
 backward pass the student copy leaves out. An op lists its *targets*: the methods and
 array-level helpers whose bodies the student copy replaces with a stub (a helper is
 removed too when the op's backward only calls it, otherwise the assignment would be a
-one-line call). ``contract`` becomes a comment in the stub: what the function receives
-and must return, never how to compute it.
+one-line call; ``SCATTER_WINDOWS`` belongs to two ops). ``contract`` becomes a comment
+in the stub: what the function receives and must return, never how to compute it.
 """
 
 from __future__ import annotations
@@ -35,6 +35,17 @@ class Assignment:
 
 
 _GY = "gy: d loss / d y, shaped like the output y; ctx: what forward saved"
+
+# Every backward that reads windows (col2im, max and average pooling) ends in this
+# helper; left in a copy, max pooling's backward would be one call, with AvgPool2d's
+# backward beside it showing how. So the conv2d and the max_pool2d assignments both
+# remove it (a copy with both asks for it once, in the lower-numbered assignment).
+SCATTER_WINDOWS = Target(
+    "ops/geometry.py", "scatter_windows",
+    "slab(i, j), shaped (..., OH, OW), is what kernel offset (i, j) of every\n"
+    "window received; add it to the input pixel each element was read from\n"
+    "(windows may overlap: their contributions add up; padding gets nothing).\n"
+    "Return (..., H, W), cropped to the unpadded input.")
 
 OPS = {
     "matmul": Op("matmul", (
@@ -68,11 +79,7 @@ OPS = {
                "The reverse of im2col: add every column of the patch-matrix gradient back\n"
                "to the pixels its patch was read from (overlapping patches add up).\n"
                "Return (N, C, H, W)."),
-        Target("ops/geometry.py", "scatter_windows",
-               "slab(i, j), shaped (..., OH, OW), is what kernel offset (i, j) of every\n"
-               "window received; add it to the input pixel each element was read from\n"
-               "(windows may overlap: their contributions add up; padding gets nothing).\n"
-               "Return (..., H, W), cropped to the unpadded input."),
+        SCATTER_WINDOWS,
     )),
     "max_pool2d": Op("max_pool2d", (
         Target("ops/pool.py", "MaxPool2d.backward",
@@ -84,6 +91,7 @@ OPS = {
                "Route each window's gradient gy (N, C, OH, OW) to the element that won its\n"
                "max; windows may overlap (their gradients add up), padding gets none.\n"
                "Return (N, C, H, W)."),
+        SCATTER_WINDOWS,
     )),
     "batch_norm": Op("batch_norm", (
         Target("ops/norm.py", "BatchNorm.backward",

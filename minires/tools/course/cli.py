@@ -30,6 +30,9 @@ def add_parsers(commands) -> None:
                    help=f"assignment numbers ({numbers}) or 'all' (default: all)")
     g.add_argument("--project", default=None, metavar="PATH",
                    help="the student's project folder, holding its minires/ package")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed of the settings drawn at random (default: MINIRES_SPEC_SEED, "
+                   "else a fresh one; the report prints it)")
     g.add_argument("--timeout", type=float, default=600,
                    help="seconds before the checks are stopped (default: %(default)s)")
     s = commands.add_parser(
@@ -55,7 +58,8 @@ def run(args) -> int:
         from .grader import grade
 
         try:
-            report = grade(args.assignments or None, args.project, timeout=args.timeout)
+            report = grade(args.assignments or None, args.project, timeout=args.timeout,
+                           seed=args.seed)
         except KeyError as error:
             print(f"minires grade: {error.args[0]}")
             return 2
@@ -73,6 +77,8 @@ def run(args) -> int:
           f"{', '.join(result['assignments'])}); removed:")
     for item in result["stubbed"]:
         print(f"  {item}")
+    if result["note"]:
+        print(f"note: {result['note']}")
     print(f"see {result['out']}/ASSIGNMENTS.md; grade with: minires grade NN --project "
           f"{result['out']}")
     return 0
