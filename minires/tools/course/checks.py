@@ -402,13 +402,19 @@ def _max_pool_reference():
                    tuple(int(p) for p in drawn.permutation([0, 1])))]
     for k, stride, padding in geometries:
         x = opspec.inputs.ramp(2, 2, 6, 5)(rng)
-        xt = t64(x)
-        y = F.max_pool2d(xt, k, stride, padding)
-        gy = rng.standard_normal(y.shape)
-        y.backward(gy)
-        (expected,) = opspec.pool.max_pool2d_grad_reference(gy, x, k, stride, padding)
-        close(grad_of(xt, "x.grad"), expected,
-              f"max_pool2d x.grad vs loops (kernel {k}, stride {stride}, padding {padding})")
+        _max_pool_grad_vs_loops(rng, x, k, stride, padding,
+                                f"max_pool2d x.grad vs loops (kernel {k}, stride {stride}, "
+                                f"padding {padding})")
+
+
+def _max_pool_grad_vs_loops(rng, x, k, stride, padding, what: str) -> None:
+    """max_pool2d's x.grad for a random upstream gradient against the loop reference."""
+    xt = t64(x)
+    y = F.max_pool2d(xt, k, stride, padding)
+    gy = rng.standard_normal(y.shape)
+    y.backward(gy)
+    (expected,) = opspec.pool.max_pool2d_grad_reference(gy, x, k, stride, padding)
+    close(grad_of(xt, "x.grad"), expected, what)
 
 
 def _max_pool_ties():
@@ -417,14 +423,10 @@ def _max_pool_ties():
     rng = np.random.default_rng(10)
     x = np.round(rng.standard_normal((2, 2, 5, 6)), 0)  # whole numbers: many ties
     for k, stride, padding in (((2, 2), (2, 2), (0, 0)), ((3, 2), (1, 2), (1, 0))):
-        xt = t64(x)
-        y = F.max_pool2d(xt, k, stride, padding)
-        gy = rng.standard_normal(y.shape)
-        y.backward(gy)
-        (expected,) = opspec.pool.max_pool2d_grad_reference(gy, x, k, stride, padding)
-        close(grad_of(xt, "x.grad"), expected,
-              f"max_pool2d x.grad with tied maxima (kernel {k}, stride {stride}, padding "
-              f"{padding}): each window's gradient goes to its first maximum only")
+        _max_pool_grad_vs_loops(rng, x, k, stride, padding,
+                                f"max_pool2d x.grad with tied maxima (kernel {k}, stride "
+                                f"{stride}, padding {padding}): each window's gradient goes "
+                                "to its first maximum only")
 
 
 def batch_norm_hint(x, w, gy, g, eps=1e-5) -> str:
