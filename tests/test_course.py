@@ -28,8 +28,10 @@ from minires.tools.course import (
 from minires.tools.course.assignments import Target
 from minires.tools.course.student_copy import _find
 
-PACKAGE = Path(minires.__file__).resolve().parent
-ROOT = PACKAGE.parent
+# the checkout's package, also where CI installs minires without -e (the installed copy
+# has no tutorials/ or tests/ beside it, and the copies below need them)
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "minires"
 
 
 def targets_of(*numbers):
@@ -106,7 +108,7 @@ def test_round_trip_student_copy_fails_and_the_reference_passes(tmp_path, capsys
 def test_a_wrong_backward_is_caught_with_a_gradient_message(tmp_path):
     """BatchNorm without the path through the batch mean (a classic bug)."""
     student = tmp_path / "student"
-    make_student_copy(student, ["06"])
+    make_student_copy(student, ["06"], package_dir=PACKAGE)
     for name in ("ops/pool.py", "ops/norm.py", "ops/geometry.py"):
         shutil.copyfile(PACKAGE / name, student / "minires" / name)
     norm = student / "minires" / "ops" / "norm.py"
@@ -125,7 +127,7 @@ def test_grader_reports_import_errors_and_missing_projects(tmp_path):
     report = grade(["04"], tmp_path)
     assert not report.passed and "no minires package" in report.error
     student = tmp_path / "student"
-    make_student_copy(student, ["04"])
+    make_student_copy(student, ["04"], package_dir=PACKAGE)
     (student / "minires" / "ops" / "loss.py").write_text("def broken(:\n")
     report = grade(["04"], student)
     assert not report.passed and "could not import minires" in report.error
@@ -196,7 +198,7 @@ def test_make_student_copy_refuses_a_used_folder(tmp_path, capsys):
 def test_a_fresh_copy_scores_zero_on_every_assignment_and_the_reference_full_marks(tmp_path):
     """Only what the student writes scores: no check passes on the stubs."""
     student = tmp_path / "student"
-    make_student_copy(student)
+    make_student_copy(student, package_dir=PACKAGE)
     fresh = grade(None, student, seed=5)
     reference = grade(None, ROOT, seed=5)
     assert not fresh.error and not reference.error
@@ -227,7 +229,7 @@ def test_every_assignment_removes_the_helpers_its_backward_would_call(tmp_path):
         assert sorted(result["stubbed"]) == targets_of(number), number
         assert sorted(stubbed_targets(out)) == targets_of(number), number
     assert "minires/ops/geometry.py:scatter_windows" in targets_of("06")
-    both = make_student_copy(tmp_path / "both", ["05", "06"])
+    both = make_student_copy(tmp_path / "both", ["05", "06"], package_dir=PACKAGE)
     assert both["stubbed"].count("minires/ops/geometry.py:scatter_windows") == 1
     text = (tmp_path / "both" / "ASSIGNMENTS.md").read_text()
     assert "scatter_windows` (shared with assignment 05: write it once)" in text
@@ -242,7 +244,7 @@ def run_tutorials_in_a_student_copy(tmp_path, names):
     import sys
 
     student = tmp_path / "student"
-    make_student_copy(student)
+    make_student_copy(student, package_dir=PACKAGE)
     outputs = {}
     for name in names:
         env = dict(os.environ, **TUTORIAL_RUN, PYTHONPATH=str(student),
