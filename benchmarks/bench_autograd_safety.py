@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import importlib
 import time
-import types
 
-import numpy as np
 from timing import median_seconds
 
 import minires as mr
 import minires.nn.functional as F
+from minires.inspect import arrays_reachable_from
 from minires.models import get_model
 from minires.optim import SGD
 
@@ -77,21 +75,6 @@ def timing_guards(calls: dict, seconds: dict):
     return replaced(timed)
 
 
-def reachable_bytes(root, skip) -> int:
-    """Bytes of the NumPy arrays reachable from ``root`` (not through code or ``skip``)."""
-    seen, total, stack = {id(s) for s in skip}, 0, [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.FunctionType)):
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, np.ndarray):
-            total += obj.nbytes
-            continue
-        stack.extend(gc.get_referents(obj))
-    return total
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet20")
@@ -124,7 +107,7 @@ def main() -> None:
         optimizer.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward(retain_graph=retain)
-        kept[retain] = reachable_bytes(loss, params + [loss.data]) / 2**20
+        kept[retain] = arrays_reachable_from(loss, params + [loss.data]) / 2**20
         del loss
 
     print(f"{args.model}, batch {args.batch_size}, one training step on the CPU "

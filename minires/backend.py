@@ -216,6 +216,12 @@ def check_pending() -> None:
 # The few places where numpy and cupy spell the same thing differently.
 
 
+def quiet_float_errors():
+    """A context in which an intended 0/0 gives NaN without a warning: NumPy warns,
+    CuPy never does (and has no errstate of its own)."""
+    return numpy.errstate(invalid="ignore", divide="ignore")
+
+
 def as_strided(xp, array, shape, strides):
     """A strided view of ``array`` (no copy). Strides are in bytes, as in numpy."""
     return xp.lib.stride_tricks.as_strided(array, shape=shape, strides=strides)

@@ -3,8 +3,6 @@ backward raise (version counters), in-place updates of leaves work under no_grad
 backward gets read-only views of gy and of the saved arrays, NumPy functions refuse
 Tensors, and backward releases the activations."""
 
-import gc
-import types
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ import minires as mr
 import minires.nn as nn
 import minires.nn.functional as F
 from minires.autograd import Function
+from minires.inspect import arrays_reachable_from
 from minires.optim import SGD, Adam
 
 # --------------------------------------------------------------------------- versions
@@ -274,22 +273,6 @@ def test_backward_receives_read_only_arrays():
 # --------------------------------------------------------------------------- memory
 
 
-def _arrays_reachable_from(root, skip=()) -> int:
-    """Bytes of the NumPy arrays reachable from ``root`` through Python references, not
-    counting code (classes, functions, modules: ``ctx.xp`` is the numpy module)."""
-    seen, total, stack = {id(s) for s in skip}, 0, [root]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.FunctionType)):
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, np.ndarray):
-            total += obj.nbytes
-            continue
-        stack.extend(gc.get_referents(obj))
-    return total
-
-
 @pytest.mark.parametrize("retain_graph", [False, True])
 def test_backward_releases_the_activations(retain_graph):
     mr.manual_seed(0)
@@ -297,9 +280,9 @@ def test_backward_releases_the_activations(retain_graph):
     x, y = mr.randn(4, 3, 32, 32), mr.randint(0, 10, (4,))
     loss = F.cross_entropy(model(x), y)
     params = list(model.parameters())
-    before = _arrays_reachable_from(loss.grad_fn, skip=params)
+    before = arrays_reachable_from(loss.grad_fn, skip=params)
     loss.backward(retain_graph=retain_graph)
-    after = _arrays_reachable_from(loss.grad_fn, skip=params)
+    after = arrays_reachable_from(loss.grad_fn, skip=params)
     assert before > 1_000_000  # activations of a batch of 4: several MB
     if retain_graph:
         assert after == before

@@ -34,12 +34,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _check_batch(name: str, x) -> None:
+def _check_batch(name: str, x, floats: bool = False) -> None:
+    """A batch of images (N, C, H, W); of floats when ``floats`` (what has been scaled)."""
     if getattr(x, "ndim", None) != 4:
         raise ValueError(
             f"{name}: expected a batch of images (N, C, H, W), got "
             f"{'shape ' + str(tuple(x.shape)) if hasattr(x, 'shape') else type(x).__name__}"
         )
+    xp = backend.array_module(x)
+    if floats and not xp.issubdtype(x.dtype, xp.floating):
+        raise TypeError(f"{name}: expected float images, got {x.dtype}; scale them first "
+                        "with ToFloat() (the DataLoader does this itself)")
 
 
 class Compose:
@@ -86,13 +91,8 @@ class Normalize:
             raise ValueError(f"Normalize: std must be positive, got {self.std}")
 
     def __call__(self, x):
-        _check_batch("Normalize", x)
+        _check_batch("Normalize", x, floats=True)
         xp = backend.array_module(x)
-        if not xp.issubdtype(x.dtype, xp.floating):
-            raise TypeError(
-                f"Normalize: expected float images, got {x.dtype}; scale them first with "
-                "ToFloat() (the DataLoader does this itself)"
-            )
         C = x.shape[1]
         if len(self.mean) not in (1, C):
             raise ValueError(
@@ -222,11 +222,8 @@ class Resize:
         return (new_short, new_long) if H <= W else (new_long, new_short)
 
     def __call__(self, x):
-        _check_batch("Resize", x)
+        _check_batch("Resize", x, floats=True)
         xp = backend.array_module(x)
-        if not xp.issubdtype(x.dtype, xp.floating):
-            raise TypeError(f"Resize: expected float images, got {x.dtype}; scale them first "
-                            "with ToFloat() (the DataLoader does this itself)")
         H, W = x.shape[2:]
         OH, OW = self.output_size(H, W)
         if (OH, OW) == (H, W):
@@ -342,11 +339,8 @@ class RandomResizedCrop:
         return top, left, h, w
 
     def __call__(self, x):
-        _check_batch("RandomResizedCrop", x)
+        _check_batch("RandomResizedCrop", x, floats=True)
         xp = backend.array_module(x)
-        if not xp.issubdtype(x.dtype, xp.floating):
-            raise TypeError(f"RandomResizedCrop: expected float images, got {x.dtype}; scale "
-                            "them first with ToFloat() (the DataLoader does this itself)")
         N, _, H, W = x.shape
         top, left, h, w = self.boxes(xp, N, H, W)
         return resized_crop(x, top, left, h, w, self.size, self.antialias)

@@ -11,7 +11,7 @@ ignored targets averages over the others only. Class weights go through a compos
 
 from __future__ import annotations
 
-import numpy
+import numbers
 
 from .. import backend
 from ..autograd import Function
@@ -46,7 +46,7 @@ class CrossEntropy(Function):
         ctx.reduction, ctx.label_smoothing = reduction, label_smoothing
         ctx.ignore_index = ignore_index
         if reduction == "mean":  # over the counted rows: NaN when there are none, as in PyTorch
-            with numpy.errstate(invalid="ignore", divide="ignore"):
+            with backend.quiet_float_errors():
                 return loss.sum() / counted.sum().astype(loss.dtype)
         return loss.sum() if reduction == "sum" else loss
 
@@ -141,7 +141,7 @@ def _rows(op: str, x: Tensor, target, ignore_index):
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: expected integer class indices as target, got dtype "
                         f"{t.dtype} (shape {tuple(t.shape)})")
-    if not isinstance(ignore_index, (int, numpy.integer)) or isinstance(ignore_index, bool):
+    if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
         raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
     if x.ndim == 1:  # one unbatched prediction (C,) with a 0-d target
         if t.ndim != 0:
