@@ -56,6 +56,7 @@ def _default_cpu_threads() -> int:
 
 
 _cpu_threads = min(8, _default_cpu_threads())
+_tile_bytes = int(os.environ.get("MINIRES_TILE_BYTES", 4 * 1024 * 1024))
 _openblas = None  # found on first use
 _pool = None  # (pid, task queue), started on first use
 _in_worker = threading.local()
@@ -66,6 +67,32 @@ def set_cpu_threads(n: int) -> None:
     Defaults to the number of usable cores (at most 8), or ``MINIRES_CPU_THREADS``."""
     global _cpu_threads
     _cpu_threads = max(1, int(n))
+
+
+def set_tile_bytes(n: int) -> None:
+    """About how many bytes of im2col matrix the fast path builds at a time before it
+    multiplies them (``tiles``). Defaults to 4 MiB, or ``MINIRES_TILE_BYTES``."""
+    global _tile_bytes
+    _tile_bytes = max(1, int(n))
+
+
+def tiles(xp, lo: int, hi: int, bytes_per_column: int):
+    """Cut columns lo..hi into (start, stop) tiles of about ``set_tile_bytes`` bytes at
+    ``bytes_per_column`` each, so that a tile's im2col block is still in the CPU's cache
+    when the multiply reads it; one tile on CuPy, where a GPU wants the whole matrix.
+
+    Why 4 MiB: the im2col matrix of a CIFAR ResNet's first layers is 77 MiB, far larger
+    than any cache, and the multiply that read it back from memory took longer than the
+    copy that made it. Tiled, a tile's copy and its multiply share the cache. On a
+    2-core AMD EPYC (512 KiB L2 per core, 32 MiB shared L3), forward and backward of the
+    3x3 convolutions of ResNet-20 were fastest with 2-6 MiB per tile and thread; below
+    1 MiB the calls per tile cost more than the cache saves
+    (``python benchmarks/bench_tiles_cpu.py`` prints the sweep)."""
+    step = max(1, _tile_bytes // bytes_per_column)
+    if not backend.is_host_module(xp):
+        step = max(1, hi - lo)
+    for start in range(lo, hi, step):
+        yield start, min(start + step, hi)
 
 
 def parts_for(xp) -> int:

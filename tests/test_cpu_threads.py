@@ -102,3 +102,47 @@ def test_one_thread_and_several_give_the_same_training_step(threads):
     several = grads()
     for k in one:
         np.testing.assert_allclose(several[k], one[k], rtol=1e-10, atol=1e-13)
+
+
+@pytest.fixture
+def tile_bytes():
+    """Run with a given tile size; restores the default."""
+    before = cpu_threads._tile_bytes
+    yield cpu_threads.set_tile_bytes
+    cpu_threads.set_tile_bytes(before)
+
+
+def test_tiles_cover_the_columns_once_at_the_size_asked_for(tile_bytes):
+    tile_bytes(400)
+    pieces = list(cpu_threads.tiles(np, 10, 1000, 4))  # 100 columns of 4 bytes per tile
+    assert pieces[0] == (10, 110) and pieces[-1] == (910, 1000) and len(pieces) == 10
+    assert all(b == c for (_, b), (c, _) in zip(pieces, pieces[1:]))
+    tile_bytes(1)
+    assert list(cpu_threads.tiles(np, 0, 3, 4)) == [(0, 1), (1, 2), (2, 3)]  # at least 1
+    assert list(cpu_threads.tiles(object(), 0, 100, 4)) == [(0, 100)]  # e.g. CuPy: one tile
+    assert list(cpu_threads.tiles(np, 5, 5, 4)) == []
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (1, 1, 0), (3, 2, 1), (1, 2, 0)])
+def test_small_tiles_and_one_tile_give_the_same_convolution(tile_bytes, kernel, stride,
+                                                            padding):
+    from minires.ops import fast_conv
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 12, 10))
+    w = rng.standard_normal((4, 3, kernel, kernel))
+    OH, OW = (12 + 2 * padding - kernel) // stride + 1, (10 + 2 * padding - kernel) // stride + 1
+    gy = rng.standard_normal((5, 4, OH, OW))
+
+    def run():
+        xt, wt = mr.tensor(x, requires_grad=True), mr.tensor(w, requires_grad=True)
+        y = fast_conv.conv2d(xt, wt, stride=stride, padding=padding)
+        y.backward(mr.tensor(gy))
+        return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()
+
+    tile_bytes(1 << 40)
+    whole = run()
+    tile_bytes(1)  # tiles of one column (or one image)
+    tiled = run()
+    for a, b in zip(tiled, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

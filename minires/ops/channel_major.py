@@ -18,7 +18,7 @@ by ONE zero row. For two 2x3 images (a, b) of one channel (``.`` is a zero)::
 Flattened, pixel (n, h, w) of channel c sits at ``G[c, (1 + n*(H+1) + h)*(W+1) + 1 + w]``
 and its 3x3 neighbour (h+di, w+dj) exactly ``di*(W+1) + dj`` elements away, for every
 pixel alike. So a 3x3 convolution with padding 1 reads, for each of its nine kernel
-offsets, ONE contiguous block of every channel: im2col is nine block copies, and the
+offsets, ONE contiguous block of every channel: im2col copies nine blocks, and the
 matrix multiply writes the output straight onto a grid of the same shape. The outputs
 computed at the zero positions are meaningless and are set back to zero
 (``zero_pads``), which keeps every grid a valid padded input for the next layer.

@@ -6,17 +6,20 @@ pixels the user sees as NCHW views. Two ways to build the im2col matrix:
 
 * "same" convolutions (stride 1, a KxK kernel with padding (K-1)/2: 3x3 with padding 1,
   1x1 without): every kernel offset is a fixed flat shift on the grid, so each of the
-  K*K row blocks of the matrix is ONE contiguous block copy per channel, and the matrix
-  multiply writes its result straight onto the output grid. The input gradient is the
-  same kind of convolution (of the output gradient, with the kernel flipped), so it
-  takes the same path. A 1x1 convolution needs no copy at all: the grid is its matrix.
+  K*K row blocks of the matrix is a contiguous block of every channel, all K*K of them
+  one strided view, and the matrix multiply writes its result straight onto the output
+  grid. The input gradient is the same kind of convolution (of the output gradient,
+  with the kernel flipped), so it takes the same path. A 1x1 convolution needs no copy
+  at all: the grid is its matrix.
 * any other stride or kernel with padding 0 or 1 (the stride-2 convolutions of a
-  ResNet): a strided view of the grid's padded images gives the matrix in one copy,
-  and its gradient is added back (col2im) through the same view.
+  ResNet): a strided view of the grid's padded images gives the matrix's columns, image
+  by image, and their gradient is added back (col2im) through the same view.
 
-Neither path keeps its im2col matrix for backward (that matrix is K*K times the input:
-most of the plain path's memory). Backward rebuilds it from the saved input grid, in a
-scratch buffer that every layer shares (``channel_major.workspace``).
+Neither path builds its whole im2col matrix (K*K times the input: most of the plain
+path's time and memory). Both build it a tile of columns at a time, in a small scratch
+buffer (``channel_major.workspace``), and multiply each tile while it is still in the
+CPU's cache (``cpu_threads.tiles``); each CPU thread takes its own range of columns
+(or images, or channels). Backward builds the tiles again from the saved input grid.
 """
 
 from __future__ import annotations
@@ -51,61 +54,69 @@ def _matmul_part(a, b, out):
         out[...] = precision.matmul(a, b)
 
 
-def _matmul_into(xp, a, b, out):
-    """``out[...] = a @ b``, the columns cut into one part per CPU thread."""
-    cpu_threads.parallel_rows(xp, b.shape[1], lambda lo, hi: _matmul_part(a, b[:, lo:hi],
-                                                                      out[:, lo:hi]))
-    return out
-
-
-def _matmul_nt(xp, a, b):
-    """``a @ b.T`` for two wide matrices (the weight gradient): the long inner dimension
-    cut into one part per CPU thread, the partial products added in a fixed order."""
+def _sum_of_products(xp, n: int, products):
+    """The sum of every array that ``products(lo, hi)`` yields (the partial products of
+    a weight gradient, tile by tile), range(n) cut into one range per CPU thread: each
+    thread adds up its own, then the threads' sums are added in a fixed order, so the
+    result does not depend on which thread finished first."""
     partial = {}
 
     def part(lo, hi):
-        partial[lo] = precision.matmul(a[:, lo:hi], b[:, lo:hi].T)  # (rows of a, rows of b)
+        total = None
+        for product in products(lo, hi):
+            total = product if total is None else total + product
+        partial[lo] = total
 
-    cpu_threads.parallel_rows(xp, a.shape[1], part)
-    total = None
-    for lo in sorted(partial):
-        total = partial[lo] if total is None else total + partial[lo]
-    return total
+    cpu_threads.parallel_rows(xp, n, part)
+    return sum(partial[lo] for lo in sorted(partial))
 
 
 # --------------------------------------------------------------- same convolutions
 
 
-def _shifts(grid: cm.Grid, K: int):
-    """Flat shift of every kernel offset (i, j), in the order of w.reshape(F, C*K*K)."""
-    P = (K - 1) // 2
-    return [grid.shift(i - P, j - P) for i in range(K) for j in range(K)]
-
-
-def im2col_same(xp, G, grid: cm.Grid, K: int):
-    """(C, L) grid -> (C*K*K, span) im2col matrix of its pixels' block, K*K block copies
-    per channel. For K == 1 the grid's own block (no copy)."""
-    start, span = grid.first, grid.span
+def im2col_tiles(xp, G, grid: cm.Grid, K: int, lo: int, hi: int):
+    """Columns lo..hi of the (C*K*K, span) im2col matrix of the pixels' block of grid
+    ``G``, one tile at a time (``cpu_threads.tiles``): yields ``(a, b, col)``, ``col``
+    the (C*K*K, b - a) block of columns a..b in this thread's scratch buffer, valid
+    until the next tile. For K == 1 the grid's own block (no copy)."""
+    start, C = grid.first, G.shape[0]
     if K == 1:
-        return G[:, start:start + span]  # (C, span), a view
-    C = G.shape[0]
-    col = cm.workspace(xp, (C, K * K, span), G.dtype)
-    shifts = _shifts(grid, K)
-
-    def copy(lo, hi):  # channels lo..hi
-        for k, d in enumerate(shifts):
-            col[lo:hi, k, :] = G[lo:hi, start + d:start + d + span]  # one block per channel
-
-    cpu_threads.parallel_rows(xp, C, copy)
-    return col.reshape(C * K * K, span)  # (C*K*K, span)
+        yield lo, hi, G[:, start + lo:start + hi]  # (C, hi - lo), a view
+        return
+    P = (K - 1) // 2
+    sC, s1 = G.strides
+    for a, b in cpu_threads.tiles(xp, lo, hi, C * K * K * G.itemsize):
+        # row (c, i, j) of the tile is the block of channel c shifted by
+        # grid.shift(i - P, j - P) = (i - P) * row + (j - P): ONE strided view, whose rows
+        # overlap, copied in one call (one call instead of K*K: fewer hand-overs of the GIL
+        # between the CPU threads, which each build their own tiles)
+        first = start + a + grid.shift(-P, -P)
+        blocks = backend.as_strided(xp, G[:, first:], (C, K, K, b - a),
+                                    (sC, grid.row * s1, s1, s1))  # (C, K, K, b - a)
+        col = cm.workspace(xp, (C, K, K, b - a), G.dtype)
+        col[...] = blocks
+        yield a, b, col.reshape(C * K * K, b - a)  # (C*K*K, b - a)
 
 
 def _conv_same(xp, G, grid: cm.Grid, w2, K: int):
-    """y = w2 @ im2col(G) on the block of pixels, onto a new grid of the same shape."""
-    start, span = grid.first, grid.span
+    """y = w2 @ im2col(G) on the block of pixels, onto a new grid of the same shape:
+    the block's columns cut into one range per CPU thread, each range tile by tile."""
+    start = grid.first
     Y = cm.new_grid(xp, w2.shape[0], grid, G.dtype)
-    _matmul_into(xp, w2, im2col_same(xp, G, grid, K), Y[:, start:start + span])
+
+    def part(lo, hi):
+        for a, b, col in im2col_tiles(xp, G, grid, K, lo, hi):
+            _matmul_part(w2, col, Y[:, start + a:start + b])
+
+    cpu_threads.parallel_rows(xp, grid.span, part)
     return cm.zero_pads(Y, grid)  # the block also covered the zero positions
+
+
+def _weight_grad_same(xp, G, grid: cm.Grid, gy_block, K: int):
+    """col @ gy_block^T, (C*K*K, F), with col = im2col(G), tile by tile."""
+    return _sum_of_products(xp, grid.span, lambda lo, hi: (
+        precision.matmul(col, gy_block[:, a:b].T)  # (C*K*K, F)
+        for a, b, col in im2col_tiles(xp, G, grid, K, lo, hi)))
 
 
 # --------------------------------------------------------------- strided convolutions
@@ -120,18 +131,67 @@ def _patches(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: int, O
                               (sC, sH, sW, sN, sH * stride, sW * stride))
 
 
-def im2col_strided(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: int,
-                   OW: int):
-    """(C, L) grid -> (C*K*K, N*OH*OW) im2col matrix, one strided copy."""
+def strided_tiles(xp, G, grid: cm.Grid, K: int, stride: int, padding: int, OH: int,
+                  OW: int, lo: int, hi: int):
+    """The columns of images lo..hi of the (C*K*K, N*OH*OW) im2col matrix, a whole number
+    of images per tile: yields ``(a, b, col)``, ``col`` the (C*K*K, (b-a)*OH*OW) columns of
+    images a..b, one strided copy in this thread's scratch buffer, valid until the next tile."""
     C = G.shape[0]
-    col = cm.workspace(xp, (C, K, K, grid.N, OH, OW), G.dtype)
-    patches = _patches(xp, G, grid, K, stride, padding, OH, OW)
+    patches = _patches(xp, G, grid, K, stride, padding, OH, OW)  # (C, K, K, N, OH, OW)
+    for a, b in cpu_threads.tiles(xp, lo, hi, C * K * K * OH * OW * G.itemsize):
+        col = cm.workspace(xp, (C, K, K, b - a, OH, OW), G.dtype)
+        col[...] = patches[:, :, :, a:b]
+        yield a, b, col.reshape(C * K * K, (b - a) * OH * OW)  # (C*K*K, (b-a)*OH*OW)
 
-    def copy(lo, hi):
-        col[lo:hi] = patches[lo:hi]
 
-    cpu_threads.parallel_rows(xp, C, copy)
-    return col.reshape(C * K * K, grid.N * OH * OW)  # (C*K*K, N*OH*OW)
+def _conv_strided(xp, G, grid: cm.Grid, w2, K: int, stride: int, padding: int, out: cm.Grid):
+    """y = w2 @ im2col(G) onto a new grid of shape ``out``: one range of images per CPU
+    thread, each range tile by tile."""
+    F, N, OH, OW = w2.shape[0], out.N, out.H, out.W
+    Y = cm.new_grid(xp, F, out, G.dtype)
+    pixels = cm.pixels(Y, out)  # (F, N, OH, OW)
+
+    def part(lo, hi):
+        for a, b, col in strided_tiles(xp, G, grid, K, stride, padding, OH, OW, lo, hi):
+            pixels[:, a:b] = precision.matmul(w2, col).reshape(F, b - a, OH, OW)
+
+    cpu_threads.parallel_rows(xp, N, part)
+    return cm.zero_pads(Y, out)
+
+
+def _weight_grad_strided(xp, G, grid: cm.Grid, gy2, K: int, stride: int, padding: int,
+                         out: cm.Grid):
+    """col @ gy2^T, (C*K*K, F), with col = im2col(G) and gy2 the (F, N, OH, OW) output
+    gradient, tile by tile."""
+    F, OH, OW = gy2.shape[0], out.H, out.W
+    return _sum_of_products(xp, out.N, lambda lo, hi: (
+        precision.matmul(col, gy2[:, a:b].reshape(F, (b - a) * OH * OW).T)  # (C*K*K, F)
+        for a, b, col in strided_tiles(xp, G, grid, K, stride, padding, OH, OW, lo, hi)))
+
+
+def _input_grad_strided(xp, w, gy2, grid: cm.Grid, stride: int, padding: int, out: cm.Grid):
+    """col2im(w^T @ gy2) onto a new grid of shape ``grid``: one range of channels per CPU
+    thread (so that no two threads add into the same element), each tile by tile."""
+    F, C, K, _ = w.shape
+    OH, OW = out.H, out.W
+    wT = w.reshape(F, C * K * K).T  # (C*K*K, F)
+    GX = cm.zeros_grid(xp, C, grid, w.dtype)
+    images = cm.padded_images(xp, GX, grid, offset=1 - padding)  # (C, N, H', W')
+
+    def channels(lo, hi):
+        for a, b in cpu_threads.tiles(xp, 0, out.N, (hi - lo) * K * K * OH * OW * w.itemsize):
+            gcol = cm.workspace(xp, ((hi - lo) * K * K, (b - a) * OH * OW), w.dtype)
+            gy_tile = gy2[:, a:b].reshape(F, (b - a) * OH * OW)  # (F, (b-a)*OH*OW), a view
+            _matmul_part(wT[lo * K * K:hi * K * K], gy_tile, gcol)
+            gcol = gcol.reshape(hi - lo, K, K, b - a, OH, OW)  # (c, K, K, b-a, OH, OW)
+            for i in range(K):  # add each patch gradient back where it came from
+                for j in range(K):
+                    rows = slice(i, i + stride * (OH - 1) + 1, stride)
+                    columns = slice(j, j + stride * (OW - 1) + 1, stride)
+                    images[lo:hi, a:b, rows, columns] += gcol[:, i, j]  # (c, b-a, OH, OW)
+
+    cpu_threads.parallel_rows(xp, C, channels)
+    return cm.zero_pads(GX, grid)
 
 
 class GridConv2d(Function):
@@ -147,11 +207,7 @@ class GridConv2d(Function):
         if _is_same(K, stride, padding):
             Y = _conv_same(xp, G, grid, w2, K)
         else:
-            col = im2col_strided(xp, G, grid, K, stride, padding, OH, OW)
-            y = _matmul_into(xp, w2, col, xp.empty((F, N * OH * OW), dtype=x.dtype))
-            Y = cm.new_grid(xp, F, out, x.dtype)
-            cm.copy_rows(xp, cm.pixels(Y, out), y.reshape(F, N, OH, OW))  # (F, N, OH, OW)
-            cm.zero_pads(Y, out)
+            Y = _conv_strided(xp, G, grid, w2, K, stride, padding, out)
         if b is not None:
             Y += b[:, None]
             cm.zero_pads(Y, out)
@@ -176,36 +232,21 @@ class GridConv2d(Function):
             gy_block = GY[:, start:start + span]  # (F, span); zero where no pixel
             if ctx.needs_input_grad[1]:
                 # (col @ gy^T)^T: OpenBLAS is far faster in this orientation (see conv.py)
-                gw = _matmul_nt(xp, im2col_same(xp, G, grid, K), gy_block)  # (C*K*K, F)
+                gw = _weight_grad_same(xp, G, grid, gy_block, K)  # (C*K*K, F)
                 gw = gw.T.reshape(w.shape)  # (F, C, K, K)
             if ctx.needs_input_grad[0]:
                 w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, K, K)
                 w_flipped = xp.ascontiguousarray(w_flipped).reshape(C, F * K * K)  # (C, F*K*K)
                 gx = cm.grid_view(_conv_same(xp, GY, grid, w_flipped, K), grid)
         else:
-            N, OH, OW = out.N, out.H, out.W
-            gy2 = xp.empty((F, N, OH, OW), dtype=gy.dtype)
+            gy2 = xp.empty((F, out.N, out.H, out.W), dtype=gy.dtype)  # dense: fewer copies
             cm.copy_rows(xp, gy2, cm.pixels(GY, out))
-            gy2 = gy2.reshape(F, N * OH * OW)  # (F, N*OH*OW)
             if ctx.needs_input_grad[1]:
-                col = im2col_strided(xp, G, grid, K, stride, padding, OH, OW)
-                gw = _matmul_nt(xp, col, gy2).T.reshape(w.shape)  # (F, C, K, K)
+                gw = _weight_grad_strided(xp, G, grid, gy2, K, stride, padding, out)
+                gw = gw.T.reshape(w.shape)  # (F, C, K, K)
             if ctx.needs_input_grad[0]:
-                gcol = cm.workspace(xp, (C * K * K, N * OH * OW), w.dtype)
-                _matmul_into(xp, w.reshape(F, -1).T, gy2, gcol)  # (C*K*K, F) @ (F, N*OH*OW)
-                gcol = gcol.reshape(C, K, K, N, OH, OW)  # (C, K, K, N, OH, OW)
-                GX = cm.zeros_grid(xp, C, grid, w.dtype)
-                images = cm.padded_images(xp, GX, grid, offset=1 - padding)
-
-                def col2im(lo, hi):  # add each patch gradient back where it came from
-                    for i in range(K):
-                        for j in range(K):
-                            rows = slice(i, i + stride * (OH - 1) + 1, stride)
-                            columns = slice(j, j + stride * (OW - 1) + 1, stride)
-                            images[lo:hi, :, rows, columns] += gcol[lo:hi, i, j]  # (c, N, OH, OW)
-
-                cpu_threads.parallel_rows(xp, C, col2im)
-                gx = cm.grid_view(cm.zero_pads(GX, grid), grid)
+                gx = cm.grid_view(_input_grad_strided(xp, w, gy2, grid, stride, padding, out),
+                                  grid)
         gb = xp.einsum("fl->f", GY) if ctx.needs_input_grad[2] else None  # zeros add nothing
         return gx, gw, gb
 
