@@ -22,7 +22,7 @@ from minires.optim import SGD
 from minires.tools.cli import main
 from minires.train import ConfigError, load_checkpoint
 from minires.train.recipe import make_scheduler, replan_schedule
-from minires.train.run_state import RunState
+from minires.train.state import RunState
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

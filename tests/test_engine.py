@@ -196,12 +196,6 @@ def test_use_kernels_switches_dispatch_to_reference():
         backend._kernels.pop("helper")
 
 
-# Names that a package binds over one of its own modules, still to be resolved: the
-# model factory ``mlp`` over models/mlp.py, ``train.run_state`` (a function of
-# checkpoint.py) over train/run_state.py.
-_SHADOWED_STILL = {"minires.models.mlp", "minires.train.run_state"}
-
-
 def test_no_module_is_shadowed_by_a_name_of_its_package():
     import importlib
     import pkgutil
@@ -214,7 +208,7 @@ def test_no_module_is_shadowed_by_a_name_of_its_package():
         parent, _, leaf = info.name.rpartition(".")
         if getattr(importlib.import_module(parent), leaf) is not module:
             shadowed.add(info.name)
-    assert shadowed == _SHADOWED_STILL
+    assert shadowed == set()
 
 
 def test_the_engine_modules_are_reachable_beside_the_factories_of_the_same_names():

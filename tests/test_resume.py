@@ -16,7 +16,7 @@ import minires.nn as nn
 from minires import backend
 from minires.data import CIFAR10, DataLoader, TensorDataset
 from minires.data import transforms as T
-from minires.models.mlp import MLP
+from minires.models.mlps import MLP
 from minires.optim import SGD, lr_scheduler
 from minires.train import (
     NonFiniteError,

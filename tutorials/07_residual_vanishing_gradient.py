@@ -20,7 +20,7 @@
 # remedies help (ReLU with He initialisation, BatchNorm, shortcuts), and watch a deep
 # plain network fail to train where the same network with residual connections learns.
 #
-# **Which minires files it re-derives.** The residual blocks of `minires/models/mlp.py`
+# **Which minires files it re-derives.** The residual blocks of `minires/models/mlps.py`
 # (`MLPBlock` with `residual=True`) and `minires/models/resnet.py` (`BasicBlock`), and
 # the hooks that `minires/inspect/monitor.py` (`GradientMonitor`) and
 # `minires/inspect/flow.py` (`gradient_flow`) are built on:
@@ -177,7 +177,7 @@ _common.show(fig, "07_mlp_gradient_flow")
 # ## 5. A residual block, written out
 #
 # The shortcut is one addition in `forward`. Here is the block `mlp(residual=True)`
-# uses (`MLPBlock` in `minires/models/mlp.py`), and the backward pass of the addition
+# uses (`MLPBlock` in `minires/models/mlps.py`), and the backward pass of the addition
 # makes the gradient's two routes explicit: `Add.backward` hands `gy` *unchanged* to
 # the shortcut, and to `f`'s branch.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # resnet before mlp: the registry lists models in the order they register
 from . import pretrained, resnet  # noqa: F401
-from .mlp import MLP, MLPBlock, PlainMLP, ResidualMLP, ResidualMLPBlock, mlp
+from .mlps import MLP, MLPBlock, PlainMLP, ResidualMLP, ResidualMLPBlock, mlp
 from .pretrained import load_weights, pretrained_weights
 from .registry import get_model, list_models, register_model
 from .resnet import (

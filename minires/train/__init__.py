@@ -5,7 +5,7 @@ from .errors import ConfigError, NonFiniteError, TrainingInterrupted
 from .loop import evaluate, fit, train_one_epoch
 from .plots import plot_curves
 from .recipe import DEFAULTS, run_training
-from .run_state import RunState
+from .state import RunState
 
 __all__ = ["DEFAULTS", "ConfigError", "NonFiniteError", "RunState", "TrainingInterrupted",
            "evaluate", "fit", "load_checkpoint", "plot_curves", "restore", "run_state",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..serialization import CheckpointError, load, save
-from .run_state import RunState
+from .state import RunState
 
 FORMAT = "minires-checkpoint"
 _REQUIRED = ("epoch", "model", "optimizer", "scheduler", "loader", "rng", "history", "config")

@@ -20,7 +20,7 @@ Exact resume, at any moment, on every device:
   epoch ``e`` in its own keyed stream. The state of every random stream a step uses *is*
   the position (epoch, step), on NumPy and on CuPy alike (whose generators have no
   state that could be read back), and finding it costs no host sync.
-* **The epoch's sums are saved.** ``RunState`` (``run_state.py``) holds the running
+* **The epoch's sums are saved.** ``RunState`` (``state.py``) holds the running
   loss and accuracy sums, the images seen and the time spent: a resumed epoch reports
   the same train_loss and train_acc as an uninterrupted one.
 
@@ -57,7 +57,7 @@ from .checkpoint import save_checkpoint
 from .errors import NonFiniteError, TrainingInterrupted
 from .interrupt import StopRequest
 from .parallel import World
-from .run_state import RunState
+from .state import RunState
 
 
 def evaluate(model, loader, should_stop=None, *, process_group=None) -> dict | None:

@@ -56,7 +56,7 @@ from .preprocessing import (  # noqa: F401  (normalisation: used to be here)
     normalisation,
     preprocessing,
 )
-from .run_state import RunState
+from .state import RunState
 
 DEFAULTS = {
     "model": "resnet20", "dataset": "cifar10", "epochs": 160, "batch_size": 128,
