@@ -31,7 +31,7 @@ from ..autograd import Function
 from ..nn.module import Module
 from ..nn.norm import _BatchNorm
 from ..ops.arguments import check_channel_tensors
-from ..ops.norm import batch_norm, channel_sum
+from ..ops.norm import batch_norm, channel_sum, normalize, update_running_stats
 from ..tensors import Tensor, as_tensor
 from . import group as _group
 
@@ -64,20 +64,12 @@ class SyncBatchNormFunction(Function):
                              f"{float(N):g} values in all")
         mean = (counts * means).sum(axis=0) / N  # (C,)
         var = (qs.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)) / N
-        if running_mean is not None:  # updated in place, as BatchNorm's buffers
+        if running_mean is not None:  # updated in place, over the global batch
             ctx.mark_dirty(running_mean, running_var)
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += (momentum * N / (N - 1)) * var  # unbiased, over the global batch
-        inv_std = 1 / xp.sqrt(var.reshape(shape) + eps)
-        xhat = (x - mean.reshape(shape)) * inv_std
-        scale = inv_std if w is None else w.reshape(shape) * inv_std  # (1, C, 1, 1)
+            update_running_stats(running_mean, running_var, mean, var, momentum, N)
+        y, xhat, scale = normalize(xp, x - mean.reshape(shape), var.reshape(shape), w, b, eps)
         ctx.save_for_backward(xhat, scale)
         ctx.N, ctx.group, ctx.param_shape = N, group, (C,)
-        y = xhat.copy() if w is None else xhat * w.reshape(shape)  # xhat itself is saved
-        if b is not None:
-            y += b.reshape(shape)
         return y
 
     @staticmethod
@@ -93,6 +85,8 @@ class SyncBatchNormFunction(Function):
         C = gb.shape[0]
         shape = scale.shape  # (1, C, 1, 1)
         gb_all, gw_all = sums[:C].reshape(shape), sums[C:].reshape(shape)
+        # the lesson of ops/norm.py's batch_norm_backward (which a course's student copy
+        # leaves for the student to write), with the global sums
         gx = xhat * (gw_all / ctx.N)
         gx += gb_all / ctx.N
         xp.subtract(gy, gx, out=gx)

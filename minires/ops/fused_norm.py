@@ -21,6 +21,7 @@ from ..autograd import Function
 from ..tensors import Tensor, as_tensor
 from . import channel_major as cm
 from .arguments import check_batch_statistics, check_channel_tensors
+from .norm import update_running_stats
 
 
 def _add_nchw(xp, G, grid: cm.Grid, r, lo: int, hi: int) -> None:
@@ -76,12 +77,9 @@ class BatchNormAct(Function):
             cm.zero_pads(out, grid)
 
         cpu_threads.parallel_rows(xp, C, channels)
-        if training and running_mean is not None:  # updated in place, like PyTorch's
+        if training and running_mean is not None:
             ctx.mark_dirty(running_mean, running_var)
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += (momentum * M / (M - 1)) * var  # unbiased
+            update_running_stats(running_mean, running_var, mean, var, momentum, M)
         scale = (1 if w is None else w) / xp.sqrt(var + eps)  # (C,)
         ctx.save_for_backward(xhat, y if relu else None, scale)  # y: the ReLU's mask
         ctx.grid, ctx.training, ctx.relu = grid, training, relu

@@ -25,6 +25,29 @@ def channel_sum(xp, a, b=None):
     return xp.einsum(f"{axes},{axes}->c", a, b)
 
 
+def update_running_stats(running_mean, running_var, mean, var, momentum, M) -> None:
+    """``running = (1 - momentum) * running + momentum * batch``, in place, like PyTorch's
+    buffers; the variance unbiased over the batch's ``M`` values per channel."""
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean
+    running_var *= 1 - momentum
+    running_var += (momentum * M / (M - 1)) * var
+
+
+def normalize(xp, xc, var, w, b, eps):
+    """-> (y, xhat, scale) for the centred input ``xc`` and the variance ``var``
+    (broadcastable like ``xc``): xhat = xc / sqrt(var + eps), y = w * xhat + b, and
+    scale = w / sqrt(var + eps), the factor of the input gradient."""
+    shape = var.shape  # (1, C, 1, 1) for images
+    inv_std = 1 / xp.sqrt(var + eps)
+    xhat = xc * inv_std
+    scale = inv_std if w is None else w.reshape(shape) * inv_std
+    y = xhat.copy() if w is None else xhat * w.reshape(shape)  # xhat itself is saved
+    if b is not None:
+        y += b.reshape(shape)
+    return y, xhat, scale
+
+
 @overridable
 def batch_norm_backward(xp, gy, xhat, scale, training):
     """-> (gx, gw, gb). ``scale`` is w / sqrt(var + eps) (w = 1 without weight),
@@ -56,23 +79,16 @@ class BatchNorm(Function):
             mean = (channel_sum(xp, x) / M).reshape(shape)
             xc = x - mean
             var = (channel_sum(xp, xc, xc) / M).reshape(shape)
-            if running_mean is not None:  # updated in place, like PyTorch's buffers
+            if running_mean is not None:
                 ctx.mark_dirty(running_mean, running_var)
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean.reshape(-1)
-                running_var *= 1 - momentum
-                running_var += (momentum * M / (M - 1)) * var.reshape(-1)  # unbiased
+                update_running_stats(running_mean, running_var, mean.reshape(-1),
+                                     var.reshape(-1), momentum, M)
         else:
             xc = x - running_mean.reshape(shape)
             var = running_var.reshape(shape)
-        inv_std = 1 / xp.sqrt(var + eps)
-        xhat = xc * inv_std
-        scale = inv_std if w is None else w.reshape(shape) * inv_std  # (1, C, 1, 1)
+        y, xhat, scale = normalize(xp, xc, var, w, b, eps)
         ctx.save_for_backward(xhat, scale)
         ctx.training, ctx.param_shape = training, (x.shape[1],)
-        y = xhat.copy() if w is None else xhat * w.reshape(shape)  # xhat itself is saved
-        if b is not None:
-            y += b.reshape(shape)
         return y
 
     @staticmethod
