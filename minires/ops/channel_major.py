@@ -210,11 +210,12 @@ _local = threading.local()
 
 
 def workspace(xp, shape: tuple, dtype):
-    """A scratch array of ``shape`` from a buffer kept per thread, device and dtype, grown
-    when too small. Valid until the next call: only for data that never leaves the op
-    (im2col matrices), never for anything returned or saved for backward."""
+    """A scratch array of ``shape`` from a buffer kept per thread, device and dtype (an
+    array's ``dtype``: the key is the dtype object itself), grown when too small. Valid
+    until the next call: only for data that never leaves the op (im2col matrices), never
+    for anything returned or saved for backward."""
     cache = _local.__dict__.setdefault("buffers", {})
-    key = (xp.__name__, str(dtype))
+    key = (xp.__name__, dtype)  # not str(dtype), slow for a call made per tile
     size = 1
     for n in shape:
         size *= n
