@@ -17,8 +17,8 @@ import traceback
 
 # mpiexec forwards each rank's output on its own schedule, and MPI_Abort ends the job at
 # once: called straight after the message was written, it sometimes took the message
-# with it (about one job in six, with MPICH's mpiexec). A pause lets the launcher read
-# it first; a job that is failing can spare it.
+# with it (seen with MPICH's mpiexec). A pause lets the launcher read it first; a job
+# that is failing can spare it.
 _FORWARD_PAUSE = 0.5  # seconds
 
 _previous = None  # the excepthook we replaced
