@@ -55,6 +55,19 @@ def _identity(t: Tensor) -> Tensor:
     return reshape(t, *t.shape)
 
 
+def _wrap(values: tuple, make_hook, positions: list) -> tuple:
+    """``values`` with every tensor that requires grad passed through an identity op
+    whose gradient hook is ``make_hook(position)``; the positions are appended to
+    ``positions``."""
+    wrapped = list(values)
+    for i, value in enumerate(values):
+        if isinstance(value, Tensor) and value.requires_grad:
+            wrapped[i] = _identity(value)
+            wrapped[i].register_hook(make_hook(i))
+            positions.append(i)
+    return tuple(wrapped)
+
+
 class BackwardHook:
     """The state of one forward call of a module with full backward hooks."""
 
@@ -69,13 +82,7 @@ class BackwardHook:
 
     def wrap_inputs(self, args: tuple) -> tuple:
         self.n_args = len(args)
-        wrapped = list(args)
-        for i, arg in enumerate(args):
-            if isinstance(arg, Tensor) and arg.requires_grad:
-                wrapped[i] = _identity(arg)
-                wrapped[i].register_hook(self._input_hook(i))
-                self.input_positions.append(i)
-        return tuple(wrapped)
+        return _wrap(args, self._input_hook, self.input_positions)
 
     def wrap_outputs(self, output):
         single = isinstance(output, Tensor)
@@ -83,13 +90,8 @@ class BackwardHook:
         if not isinstance(outputs, tuple):  # a dict or other structure: leave untouched
             return output
         self.n_outputs = len(outputs)
-        wrapped = list(outputs)
-        for i, out in enumerate(outputs):
-            if isinstance(out, Tensor) and out.requires_grad:
-                wrapped[i] = _identity(out)
-                wrapped[i].register_hook(self._output_hook(i))
-                self.output_positions.append(i)
-        return wrapped[0] if single else tuple(wrapped)
+        wrapped = _wrap(outputs, self._output_hook, self.output_positions)
+        return wrapped[0] if single else wrapped
 
     def _output_hook(self, i: int):
         def hook(grad: Tensor):

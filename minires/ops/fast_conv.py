@@ -153,7 +153,8 @@ def _conv_strided(xp, G, grid: cm.Grid, w2, K: int, stride: int, padding: int, o
 
     def part(lo, hi):
         for a, b, col in strided_tiles(xp, G, grid, K, stride, padding, OH, OW, lo, hi):
-            pixels[:, a:b] = precision.matmul(w2, col).reshape(F, b - a, OH, OW)
+            y = precision.matmul(w2, col)  # (F, (b-a)*OH*OW)
+            pixels[:, a:b] = y.reshape(F, b - a, OH, OW)  # (F, b-a, OH, OW)
 
     cpu_threads.parallel_rows(xp, N, part)
     return cm.zero_pads(Y, out)
@@ -165,7 +166,8 @@ def _weight_grad_strided(xp, G, grid: cm.Grid, gy2, K: int, stride: int, padding
     gradient, tile by tile."""
     F, OH, OW = gy2.shape[0], out.H, out.W
     return _sum_of_products(xp, out.N, lambda lo, hi: (
-        precision.matmul(col, gy2[:, a:b].reshape(F, (b - a) * OH * OW).T)  # (C*K*K, F)
+        # gy2 of images a..b as (F, (b-a)*OH*OW), a view; the product is (C*K*K, F)
+        precision.matmul(col, gy2[:, a:b].reshape(F, (b - a) * OH * OW).T)
         for a, b, col in strided_tiles(xp, G, grid, K, stride, padding, OH, OW, lo, hi)))
 
 
